@@ -1,0 +1,69 @@
+"""pytest-llmfit: will this GGUF model fit this machine under llama.cpp, where, and how fast.
+
+The engine is plain Python and usable without pytest::
+
+    from pytest_llmfit import read_gguf, estimate, plan, Settings, host_from_spec
+    model = read_gguf("llama-405b-q3_k_m.gguf")
+    p = plan(model, host_from_spec("rtx-4090, ram=64GB"), Settings(n_ctx=8192))
+    print(p.mode, p.n_gpu_layers, p.tokens_per_second)
+
+Importing this package loads neither llama_cpp nor the NVML library, and probes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, GGUFError, LlmfitError, ProbeError, ProfileError
+from .estimate import Footprint, Settings, estimate
+from .gguf import GGUFFile, read_gguf
+from .hardware import Cpu, Gpu, Host, Ram
+from .plan import Plan, plan
+from .units import format_size, parse_size
+
+if TYPE_CHECKING:
+    from .probes import detect_host
+    from .profiles import host_from_spec, resolve_hardware
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ConfigError",
+    "Cpu",
+    "Footprint",
+    "GGUFError",
+    "GGUFFile",
+    "Gpu",
+    "Host",
+    "LlmfitError",
+    "Plan",
+    "ProbeError",
+    "ProfileError",
+    "Ram",
+    "Settings",
+    "__version__",
+    "detect_host",
+    "estimate",
+    "format_size",
+    "host_from_spec",
+    "parse_size",
+    "plan",
+    "read_gguf",
+    "resolve_hardware",
+]
+
+_LAZY = {
+    "detect_host": "probes",
+    "host_from_spec": "profiles",
+    "resolve_hardware": "profiles",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Probes and profiles load on first use, so `import pytest_llmfit` stays cheap.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_llmfit' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

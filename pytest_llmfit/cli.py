@@ -1,0 +1,316 @@
+"""Command line: ``pytest-llmfit`` / ``python -m pytest_llmfit``.
+
+probe     what this machine has
+plan      will MODEL fit this (or a simulated) host, where, and how fast
+inspect   what a GGUF file holds and what it costs per component
+stub      write a header-only copy of a model for CI machines without the weights
+twin      write a shape twin of a published model (true tensor table, no weights)
+profiles  the built-in hardware catalog for --hardware
+
+Bad input exits 2 with one line on stderr; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import LlmfitError
+from .estimate import FLASH_ATTN_MODES, Footprint, Settings, estimate
+from .ggml import KV_CACHE_TYPES
+from .gguf import GGUFFile, read_gguf
+from .hardware import Host
+from .plan import DEFAULT_HEADROOM, Plan, plan
+from .units import format_bandwidth, format_size, parse_size
+
+PROG = "pytest-llmfit"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own usage errors: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Will this GGUF model fit, where, and how fast?")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    probe = sub.add_parser("probe", help="show what this machine has")
+    probe.add_argument("--json", action="store_true", help="machine-readable output")
+    probe.add_argument(
+        "--measure-ram", action="store_true", help="measure RAM bandwidth (about a second)"
+    )
+
+    p = sub.add_parser("plan", help="plan MODEL on this or a simulated host")
+    p.add_argument("model", help="GGUF file (first shard of a split model, or a stub)")
+    _add_settings(p)
+    p.add_argument(
+        "--hardware",
+        metavar="SPEC|FILE",
+        help="simulate a host: '2x h100', 'rtx-4090, ram=64GB' or a TOML profile file",
+    )
+    p.add_argument(
+        "--headroom", default=None, metavar="SIZE", help="kept free per device (default 1GiB)"
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    i = sub.add_parser("inspect", help="what MODEL holds and costs")
+    i.add_argument("model")
+    _add_settings(i)
+    i.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("stub", help="write a header-only copy of MODEL to OUT")
+    s.add_argument("model")
+    s.add_argument("out")
+
+    t = sub.add_parser("twin", help="write a shape twin of a published model")
+    t.add_argument("name", help="catalog id, e.g. llama-3.1-405b (see --list)", nargs="?")
+    t.add_argument("out", nargs="?")
+    t.add_argument("--quant", default=None, help="q4_k_m, q3_k_m, q8_0, f16, ...")
+    t.add_argument(
+        "--full", action="store_true", help="sparse full-size file instead of a header-only stub"
+    )
+    t.add_argument("--list", action="store_true", help="list the models")
+
+    pr = sub.add_parser("profiles", help="list the built-in hardware profiles")
+    pr.add_argument("--json", action="store_true")
+    return parser
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ctx", type=_positive_int, default=4096, help="n_ctx (default 4096)")
+    p.add_argument("--ubatch", type=_positive_int, default=512, help="n_ubatch (default 512)")
+    p.add_argument("--batch", type=_positive_int, default=512, help="n_batch (default 512)")
+    p.add_argument("--parallel", type=_positive_int, default=1, help="sequences (n_seq_max)")
+    p.add_argument(
+        "--cache-type", default=None, choices=KV_CACHE_TYPES, help="type of K and V cache"
+    )
+    p.add_argument("--cache-type-k", default="f16", choices=KV_CACHE_TYPES)
+    p.add_argument("--cache-type-v", default="f16", choices=KV_CACHE_TYPES)
+    p.add_argument("--flash-attn", default="auto", choices=FLASH_ATTN_MODES)
+    p.add_argument("--swa-full", default="on", choices=("on", "off"))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        n_ctx=args.ctx,
+        n_batch=args.batch,
+        n_ubatch=args.ubatch,
+        n_seq=max(args.parallel, 1),
+        cache_type_k=args.cache_type or args.cache_type_k,
+        cache_type_v=args.cache_type or args.cache_type_v,
+        flash_attn=args.flash_attn,
+        swa_full=args.swa_full == "on",
+    ).validated(source="command line")
+
+
+def _host(spec: str | None) -> Host:
+    if spec:
+        from .profiles import resolve_hardware
+
+        return resolve_hardware(spec, source="--hardware")
+    from .probes import detect_host
+
+    return detect_host()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except LlmfitError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "probe":
+        host = _probe(args.measure_ram)
+        _emit(args.json, host.to_dict(), lambda: _describe_host(host))
+        return 0
+    if command == "plan":
+        model = read_gguf(args.model)
+        settings = _settings(args)
+        headroom = (
+            parse_size(args.headroom, source="--headroom")
+            if args.headroom is not None
+            else DEFAULT_HEADROOM
+        )
+        result = plan(model, _host(args.hardware), settings, headroom=headroom)
+        data = {"model": _model_summary(model), **result.to_dict()}
+        _emit(args.json, data, lambda: _describe_plan(model, result))
+        return 0
+    if command == "inspect":
+        model = read_gguf(args.model)
+        fp = estimate(model, _settings(args))
+        data = {"model": _model_summary(model), "memory": fp.to_dict()}
+        _emit(args.json, data, lambda: _describe_model(model, fp))
+        return 0
+    if command == "stub":
+        from .gguf import write_stub
+
+        written = write_stub(args.model, args.out)
+        print(f"wrote {args.out}: {format_size(written)} header of {args.model}")
+        return 0
+    if command == "twin":
+        return _twin(args)
+    if command == "profiles":
+        from .profiles import catalog, render_catalog
+
+        if args.json:
+            print(json.dumps([p.to_dict() for p in catalog()], indent=2))
+        else:
+            print(render_catalog())
+        return 0
+    raise AssertionError(command)
+
+
+def _probe(measure_ram: bool) -> Host:
+    from .probes import detect_host
+
+    return detect_host(ram_bandwidth="measure" if measure_ram else "cached")
+
+
+def _twin(args: argparse.Namespace) -> int:
+    from .twins import MODELS, get_model, write_twin
+
+    if args.list or not args.name:
+        for model_id, shape in sorted(MODELS.items()):
+            print(f"{model_id:24} {shape.arch:12} {shape.title}")
+        return 0
+    if not args.out:
+        print(f"{PROG}: error: twin needs an output path: twin {args.name} OUT", file=sys.stderr)
+        return 2
+    shape = get_model(args.name)
+    path = write_twin(shape, args.out, quant=args.quant, header_only=not args.full)
+    model = read_gguf(path)
+    kind = "sparse twin" if args.full else "header-only stub"
+    print(f"wrote {path}: {kind} of {shape.title}, {format_size(model.weights_bytes)} of weights")
+    return 0
+
+
+def _emit(as_json: bool, data: dict[str, Any], human: Any) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(human())
+
+
+def _model_summary(model: GGUFFile) -> dict[str, Any]:
+    return {
+        "path": model.path,
+        "architecture": model.architecture,
+        "name": model.metadata.get("general.name"),
+        "tensors": len(model.tensors),
+        "weights_bytes": model.weights_bytes,
+        "file_bytes": model.file_size,
+        "header_only": model.header_only,
+        "shards": len(model.shards),
+    }
+
+
+def _describe_host(host: Host) -> str:
+    lines = [f"host    {host.describe()}"]
+    for gpu in host.gpus:
+        cc = ".".join(map(str, gpu.compute_capability)) if gpu.compute_capability else "?"
+        lines.append(
+            f"  GPU {gpu.cuda_index if gpu.cuda_index is not None else gpu.index}: {gpu.name}, "
+            f"{format_size(gpu.memory_free)} free of {format_size(gpu.memory_total)}, "
+            f"{format_bandwidth(gpu.bandwidth)}, compute {cc}"
+            + (", MIG" if gpu.mig else "")
+            + (", unified memory" if gpu.unified else "")
+        )
+    ram = host.ram
+    lines.append(
+        f"  RAM: {format_size(ram.available)} available of {format_size(ram.total)}"
+        + (f" (container limit {format_size(ram.cgroup_limit)})" if ram.cgroup_limit else "")
+        + (f", {format_bandwidth(ram.bandwidth)}" if ram.bandwidth else "")
+    )
+    lines.append(
+        f"  CPU: {host.cpu.model}, {host.cpu.cores_physical} cores "
+        f"({host.cpu.cores_logical} threads)"
+    )
+    lines.extend(f"  note: {note}" for note in host.notes)
+    return "\n".join(lines)
+
+
+def _describe_footprint(fp: Footprint) -> list[str]:
+    s = fp.settings
+    return [
+        f"context n_ctx {fp.context.n_ctx}, n_ubatch {fp.context.n_ubatch}, "
+        f"KV {s.cache_type_k}/{s.cache_type_v}, flash attention {s.flash_attn}",
+        f"memory  weights {format_size(fp.weights_bytes)} | KV cache "
+        f"{format_size(fp.kv_cache_bytes + fp.recurrent_bytes)} | compute "
+        f"{format_size(fp.compute_bytes)} | output {format_size(fp.output_bytes)} | "
+        f"total {format_size(fp.total_bytes)}",
+    ]
+
+
+def _model_line(model: GGUFFile, fp: Footprint) -> str:
+    stub = ", header only" if model.header_only else ""
+    return (
+        f"model   {model.path} ({fp.arch}, {fp.n_layer} blocks, "
+        f"{format_size(model.weights_bytes)} of weights{stub})"
+    )
+
+
+def _describe_model(model: GGUFFile, fp: Footprint) -> str:
+    lines = [_model_line(model, fp), *_describe_footprint(fp)]
+    lines.append(
+        f"layers  token_embd {format_size(fp.token_embd_bytes)} (host), output layer "
+        f"{format_size(fp.output_layer_bytes)}"
+        + (" (tied to token_embd)" if fp.output_is_tied else "")
+        + f", {fp.n_layer} blocks of about "
+        f"{format_size(max((layer.total_bytes for layer in fp.layers), default=0))}"
+    )
+    lines.extend(f"note    {note}" for note in fp.notes)
+    return "\n".join(lines)
+
+
+def _describe_plan(model: GGUFFile, p: Plan) -> str:
+    fp = p.footprint
+    verdict = {
+        "gpu": "fits on GPU",
+        "partial": "fits with partial offload",
+        "cpu": "fits on the CPU",
+        "none": "does NOT fit",
+    }[p.mode]
+    lines = [_model_line(model, fp), *_describe_footprint(fp)]
+    lines.append(f"host    {p.host_description}")
+    lines.append(
+        f"plan    {verdict}: n_gpu_layers {p.n_gpu_layers}/{p.n_layers_total}"
+        + (f", tensor_split {','.join(str(x) for x in p.tensor_split)}" if p.tensor_split else "")
+    )
+    for dev in p.devices:
+        lines.append(
+            f"  GPU {dev.index} {dev.name}: {dev.n_layers} layers, needs "
+            f"{format_size(dev.need_bytes)} of {format_size(dev.free_bytes)} free"
+        )
+    lines.append(
+        f"  host RAM: {p.host.n_layers} layers + token_embd, needs "
+        f"{format_size(p.host.need_bytes)} of {format_size(p.host.free_bytes)} available"
+    )
+    if p.shortfall_bytes:
+        lines.append(f"  short by {format_size(p.shortfall_bytes)}")
+    if p.tokens_per_second is not None:
+        lines.append(f"speed   about {p.tokens_per_second:.1f} tokens/s (decode, predicted)")
+    lines.extend(f"why     {reason}" for reason in p.reasons)
+    lines.extend(f"helps   {tip}" for tip in p.suggestions)
+    return "\n".join(lines)

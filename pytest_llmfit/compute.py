@@ -1,0 +1,101 @@
+"""The compute buffer: the worst-case graph of one ubatch, as ggml's allocator packs it.
+
+llama.cpp reserves its compute buffer by allocating the prompt-processing graph for a full
+ubatch (n_ubatch tokens, n_ubatch outputs) against a full KV cache. ggml-alloc frees each
+tensor after its last consumer and reuses memory in place for element-wise ops, so the
+buffer is the largest set of tensors alive at once, plus the graph inputs, which stay
+alive throughout. That peak is one of three phases of a layer or of the head:
+
+- attention: without flash attention the f32 score matrix [n_kv, n_ubatch, n_head] (softmax
+  runs in place) beside the attention output; with flash attention only q and the output;
+- feed-forward: gate, up and their GLU product [n_ff, n_ubatch] (MoE: per used expert);
+- head: the logits [n_vocab, n_ubatch] f32 beside the normed hidden state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .arch import LayerShape, ModelParams
+from .gguf import GGUFFile
+
+if TYPE_CHECKING:  # estimate imports this module; the names are only for annotations
+    from .estimate import ContextShape, Settings
+
+F32 = 4
+F16 = 2
+ALIGN = 32  # TENSOR_ALIGNMENT of the CPU buffer type
+
+
+def _a(n_bytes: int) -> int:
+    return -(-n_bytes // ALIGN) * ALIGN
+
+
+def compute_buffer_bytes(
+    params: ModelParams, ctx: ContextShape, settings: Settings, model: GGUFFile
+) -> int:
+    """Bytes of the compute buffer of a device that runs every layer and the head."""
+    u = ctx.n_ubatch
+    n_out = min(u, ctx.n_batch)
+    embd = params.n_embd
+    hidden = _a(embd * u * F32)
+    mask_type = F16 if ctx.flash_attn else F32
+
+    # Graph inputs live for the whole graph: token ids, positions, one KQ mask per cache kind.
+    attn_layers = [layer for layer in params.layers[: params.n_layer] if not layer.recurrent]
+    inputs = _a(u * 4) * 2
+    if attn_layers:
+        inputs += _a(ctx.kv_size * ctx.n_stream * u * mask_type)
+        if any(layer.swa for layer in attn_layers):  # SWA layers have a mask of their own
+            inputs += _a(ctx.kv_size_swa * ctx.n_stream * u * mask_type)
+
+    # Layer phases: the inputs (masks included) are alive beside the layer's own tensors.
+    peak = 0
+    for layer in attn_layers:
+        n_kv = (ctx.kv_size_swa if layer.swa else ctx.kv_size) * ctx.n_stream
+        peak = max(peak, _attention_bytes(params, layer, n_kv, u, ctx, settings))
+    for layer in params.layers[: params.n_layer]:
+        peak = max(peak, _ffn_bytes(params, layer, u))
+    layers = inputs + hidden + peak
+    # The head runs after the last layer, when the masks are dead: the last hidden state, its
+    # norm and the logits of every output row.
+    head = 2 * hidden + _a(params.n_vocab * n_out * F32)
+    return max(layers, head)
+
+
+def _attention_bytes(
+    params: ModelParams,
+    layer: LayerShape,
+    n_kv: int,
+    u: int,
+    ctx: ContextShape,
+    settings: Settings,
+) -> int:
+    heads = layer.n_head
+    q = _a(layer.head_dim_k * heads * u * F32)
+    out = _a(layer.head_dim_v * heads * u * F32)
+    if ctx.flash_attn:
+        casts = 0
+        if settings.cache_type_k == "f32":
+            casts += _a(layer.n_embd_k_gqa * n_kv * F16)
+        if settings.cache_type_v == "f32":
+            casts += _a(layer.n_embd_v_gqa * n_kv * F16)
+        return q + out + casts
+    # Without flash attention the f32 scores [n_kv, n_ubatch, n_head] dominate; beside them
+    # live the residual and normed input, q before and after RoPE, the attention output and
+    # this ubatch's K and V rows (fitted on the recorded zoo: within 2 MiB of llama.cpp).
+    scores = _a(n_kv * u * heads * F32)
+    hidden = _a(params.n_embd * u * F32)
+    kv_rows = _a(layer.n_embd_k_gqa * u * F32) + _a(layer.n_embd_v_gqa * u * F32)
+    return scores + hidden + 2 * q + out + kv_rows
+
+
+def _ffn_bytes(params: ModelParams, layer: LayerShape, u: int) -> int:
+    embd = params.n_embd
+    norm = _a(embd * u * F32)
+    if params.n_expert and params.n_ff_exp:
+        used = max(params.n_expert_used, 1)
+        router = 2 * _a(params.n_expert * u * F32)
+        experts = 3 * _a(params.n_ff_exp * used * u * F32)
+        return norm + router + experts
+    return norm + 3 * _a(layer.n_ff * u * F32)

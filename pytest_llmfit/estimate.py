@@ -1,0 +1,307 @@
+"""What llama.cpp will allocate for a model and settings: weights, KV cache, compute, output.
+
+The figures follow llama.cpp's own sizing code (src/llama-context.cpp, src/llama-kv-cache.cpp,
+src/llama-kv-cache-iswa.cpp, src/llama-memory-recurrent.cpp) and are checked against what
+llama.cpp logs for shape twins of real models (tests/data/llamacpp/). Defaults are
+llama-cpp-python's, since that is the loader users run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from . import compute
+from .arch import ModelParams, model_params
+from .errors import ConfigError
+from .ggml import GGMLType, kv_cache_type
+from .gguf import GGUFFile, TensorInfo
+
+FLASH_ATTN_MODES = ("on", "off", "auto")
+CTX_PAD = 256  # llama_context pads n_ctx (and n_ctx_seq) to a multiple of 256
+
+
+def _pad(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Context settings, as llama-cpp-python's ``Llama(...)`` takes them."""
+
+    n_ctx: int = 4096  # 0 means the model's training context, as in llama.cpp
+    n_batch: int = 512  # llama-cpp-python's default (llama.cpp's own is 2048)
+    n_ubatch: int = 512
+    n_seq: int = 1
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: str = "auto"  # "auto" resolves to on: the CPU, CUDA and Metal backends have it
+    offload_kqv: bool = True
+    swa_full: bool = True  # llama_context_default_params() keeps a full-size SWA cache
+    kv_unified: bool = False
+
+    def validated(self, *, source: str | None = None) -> Settings:
+        """Return self with names normalised, or raise ConfigError naming the bad field."""
+        for name in ("n_ctx", "n_batch", "n_ubatch", "n_seq"):
+            value = getattr(self, name)
+            lowest = 0 if name == "n_ctx" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                where = f"{name}" + (f", {source}" if source else "")
+                raise ConfigError(value, f"a whole number >= {lowest}", source=where)
+        k = kv_cache_type(self.cache_type_k, source=_where("cache_type_k", source))
+        v = kv_cache_type(self.cache_type_v, source=_where("cache_type_v", source))
+        fa = str(self.flash_attn).strip().lower()
+        fa = {"true": "on", "1": "on", "false": "off", "0": "off"}.get(fa, fa)
+        if fa not in FLASH_ATTN_MODES:
+            raise ConfigError(
+                self.flash_attn, "a flash attention mode (on, off, auto)",
+                source=_where("flash_attn", source),
+            )
+        if fa == "off" and v.block_size > 1:
+            raise ConfigError(
+                self.cache_type_v,
+                "usable without flash attention",
+                hint="llama.cpp needs flash attention for a quantized V cache; "
+                "use flash_attn='on' or cache_type_v='f16'",
+                source=_where("cache_type_v", source),
+            )
+        return replace(
+            self, cache_type_k=k.name.lower(), cache_type_v=v.name.lower(), flash_attn=fa
+        )
+
+    @property
+    def type_k(self) -> GGMLType:
+        return kv_cache_type(self.cache_type_k)
+
+    @property
+    def type_v(self) -> GGMLType:
+        return kv_cache_type(self.cache_type_v)
+
+    @property
+    def uses_flash_attn(self) -> bool:
+        return self.flash_attn != "off"
+
+
+def _where(field: str, source: str | None) -> str:
+    return f"{field}, {source}" if source else field
+
+
+@dataclass(frozen=True)
+class ContextShape:
+    """The sizes llama_context derives from the settings (after its padding rules)."""
+
+    n_ctx: int  # padded to 256
+    n_ctx_seq: int
+    n_batch: int
+    n_ubatch: int
+    n_seq: int
+    n_stream: int  # KV streams: 1 when unified, else one per sequence
+    kv_size: int  # cells of a full-attention layer's cache (per stream)
+    kv_size_swa: int  # cells of a sliding-window layer's cache (per stream)
+    flash_attn: bool
+
+
+def context_shape(params: ModelParams, settings: Settings) -> ContextShape:
+    n_ctx = settings.n_ctx or params.n_ctx_train or 4096
+    n_ctx = _pad(n_ctx, CTX_PAD)
+    n_seq = settings.n_seq
+    if settings.kv_unified:
+        n_ctx_seq = n_ctx
+    else:
+        n_ctx_seq = _pad(n_ctx // n_seq, CTX_PAD)
+        n_ctx = n_ctx_seq * n_seq
+    n_batch = min(n_ctx, settings.n_batch)
+    n_ubatch = min(n_batch, settings.n_ubatch)
+    n_stream = 1 if settings.kv_unified else n_seq
+    kv_size = n_ctx_seq
+    if settings.swa_full or not params.n_swa:
+        kv_size_swa = kv_size
+    else:
+        window = params.n_swa * (n_seq if settings.kv_unified else 1) + n_ubatch
+        kv_size_swa = _pad(min(kv_size, window), CTX_PAD)
+    return ContextShape(
+        n_ctx=n_ctx,
+        n_ctx_seq=n_ctx_seq,
+        n_batch=n_batch,
+        n_ubatch=n_ubatch,
+        n_seq=n_seq,
+        n_stream=n_stream,
+        kv_size=kv_size,
+        kv_size_swa=kv_size_swa,
+        flash_attn=settings.uses_flash_attn,
+    )
+
+
+@dataclass(frozen=True)
+class LayerFootprint:
+    index: int
+    weights_bytes: int  # the blk.N.* tensors
+    kv_bytes: int  # this layer's K and V cache
+    recurrent_bytes: int  # this layer's recurrent state (Mamba/RWKV/hybrid)
+    idle_expert_bytes: int = 0  # MoE expert weights a decoded token does not read
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.recurrent_bytes
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What llama.cpp allocates for one model and one context, component by component."""
+
+    model_path: str
+    arch: str
+    settings: Settings
+    context: ContextShape
+    layers: tuple[LayerFootprint, ...]
+    token_embd_bytes: int  # stays in host memory (llama.cpp never offloads the input layer)
+    output_layer_bytes: int  # output.weight + output_norm: llama.cpp's "output layer"
+    output_is_tied: bool  # no output.weight: token_embd doubles as the output matrix
+    other_bytes: int  # tensors outside blocks, embeddings and output (e.g. rope factors)
+    weights_bytes: int  # all of the file's tensor data as llama.cpp maps it
+    kv_cache_bytes: int
+    recurrent_bytes: int
+    compute_bytes: int  # the compute buffer of a single device holding every layer
+    output_bytes: int  # the host-side logits buffer
+    n_vocab: int
+    n_embd: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return (
+            self.weights_bytes
+            + self.kv_cache_bytes
+            + self.recurrent_bytes
+            + self.compute_bytes
+            + self.output_bytes
+        )
+
+    @property
+    def n_layer(self) -> int:
+        return len(self.layers)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes + self.recurrent_bytes,
+            "compute_bytes": self.compute_bytes,
+            "output_bytes": self.output_bytes,
+            "total_bytes": self.total_bytes,
+            "token_embd_bytes": self.token_embd_bytes,
+            "output_layer_bytes": self.output_layer_bytes,
+            "recurrent_bytes": self.recurrent_bytes,
+            "n_ctx": self.context.n_ctx,
+            "n_ubatch": self.context.n_ubatch,
+            "flash_attn": self.context.flash_attn,
+        }
+
+
+def _block_index(info: TensorInfo) -> int | None:
+    if not info.name.startswith("blk."):
+        return None
+    head = info.name[4:].split(".", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _mapped_bytes(tensors: list[TensorInfo]) -> int:
+    """Bytes llama.cpp maps for these tensors: the span from the first to the last tensor of
+    each shard, alignment padding included (llama_model_loader::get_mapping_range)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for info in tensors:
+        start, end = info.offset, info.offset + info.nbytes
+        low, high = spans.get(info.shard, (start, end))
+        spans[info.shard] = (min(low, start), max(high, end))
+    return sum(high - low for low, high in spans.values())
+
+
+def estimate(
+    model: GGUFFile, settings: Settings | None = None, *, params: ModelParams | None = None
+) -> Footprint:
+    """The memory llama.cpp allocates for ``model`` under ``settings`` on one device."""
+    settings = (settings or Settings()).validated()
+    params = params or model_params(model)
+    ctx = context_shape(params, settings)
+
+    per_layer_weights = [0] * params.n_layer_all
+    per_layer_idle = [0] * params.n_layer_all
+    idle_share = (
+        1 - params.n_expert_used / params.n_expert
+        if params.n_expert and params.n_expert_used
+        else 0.0
+    )
+    token_embd = output_layer = other = 0
+    for info in model.tensors:
+        block = _block_index(info)
+        if block is not None and block < params.n_layer_all:
+            per_layer_weights[block] += info.nbytes
+            if "_exps." in info.name:
+                per_layer_idle[block] += int(info.nbytes * idle_share)
+        elif info.name.startswith("token_embd."):
+            token_embd += info.nbytes
+        elif info.name.startswith("output"):
+            output_layer += info.nbytes
+        else:
+            other += info.nbytes
+    tied = model.tensor("output.weight") is None
+
+    kv_per_layer = _kv_bytes_per_layer(params, settings, ctx)
+    rs_per_layer = _recurrent_bytes_per_layer(params, ctx)
+    layers = tuple(
+        LayerFootprint(
+            il, per_layer_weights[il], kv_per_layer[il], rs_per_layer[il], per_layer_idle[il]
+        )
+        for il in range(params.n_layer_all)
+    )
+    notes = list(params.notes)
+    if settings.flash_attn == "auto":
+        notes.append("flash attention 'auto' counted as on (supported by CPU, CUDA and Metal)")
+    return Footprint(
+        model_path=model.path,
+        arch=params.arch,
+        settings=settings,
+        context=ctx,
+        layers=layers,
+        token_embd_bytes=token_embd,
+        output_layer_bytes=output_layer,
+        output_is_tied=tied,
+        other_bytes=other,
+        weights_bytes=_mapped_bytes(list(model.tensors)),
+        kv_cache_bytes=sum(kv_per_layer),
+        recurrent_bytes=sum(rs_per_layer),
+        compute_bytes=compute.compute_buffer_bytes(params, ctx, settings, model),
+        output_bytes=params.n_vocab * max(ctx.n_seq, 1) * 4,
+        n_vocab=params.n_vocab,
+        n_embd=params.n_embd,
+        notes=tuple(notes),
+    )
+
+
+def _kv_bytes_per_layer(params: ModelParams, settings: Settings, ctx: ContextShape) -> list[int]:
+    """K and V bytes per layer (llama_kv_cache's constructor; [TAG_V_CACHE_VARIABLE])."""
+    type_k, type_v = settings.type_k, settings.type_v
+    v_trans = not ctx.flash_attn
+    attn_layers = [layer for layer in params.layers[: params.n_layer] if not layer.recurrent]
+    v_max = max((layer.n_embd_v_gqa for layer in attn_layers), default=0)
+    sizes: list[int] = []
+    for il, layer in enumerate(params.layers):
+        if il >= params.n_layer or layer.recurrent or layer.n_head_kv == 0:
+            sizes.append(0)
+            continue
+        cells = (ctx.kv_size_swa if layer.swa else ctx.kv_size) * ctx.n_stream
+        k = type_k.row_bytes(layer.n_embd_k_gqa) * cells
+        v = 0
+        if not params.mla:
+            width = v_max if v_trans else layer.n_embd_v_gqa
+            v = type_v.row_bytes(width) * cells
+        sizes.append(k + v)
+    return sizes
+
+
+def _recurrent_bytes_per_layer(params: ModelParams, ctx: ContextShape) -> list[int]:
+    """r and s state per recurrent layer, f32, one row per sequence (llama_memory_recurrent)."""
+    rows = max(1, ctx.n_seq)
+    per_layer = (params.recurrent_r + params.recurrent_s) * 4 * rows
+    return [
+        per_layer if layer.recurrent and il < params.n_layer else 0
+        for il, layer in enumerate(params.layers)
+    ]

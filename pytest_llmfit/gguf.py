@@ -1,0 +1,823 @@
+"""GGUF header reader: metadata and tensor table, standard library only.
+
+Reads what sizing needs and nothing more: large arrays (the vocabulary) are skipped, not
+materialised, keeping only their length. Every count and length is checked against the
+bytes left in the file, so a hostile file cannot make the reader allocate or loop beyond
+the file's own size. Errors are :class:`GGUFError` naming the file, the offset and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import stat
+import struct
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, BinaryIO, TypeAlias
+
+from .errors import GGUFError
+from .ggml import GGML_TYPES, GGMLType, ggml_type
+
+GGUF_MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32
+
+
+class ValueType(IntEnum):
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+@dataclass(frozen=True)
+class SkippedArray:
+    """An array the reader stepped over: its element type and length, not its items."""
+
+    item_type: int
+    length: int
+
+
+MetadataValue: TypeAlias = int | float | bool | str | tuple["MetadataValue", ...] | SkippedArray
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]  # ggml order: shape[0] is the row length (ne0)
+    type_id: int
+    offset: int  # from the start of its shard's data section
+    shard: int = 0  # index into GGUFFile.shards
+
+    @property
+    def ggml_type(self) -> GGMLType | None:
+        return ggml_type(self.type_id)
+
+    @property
+    def n_elements(self) -> int:
+        return int(math.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this tensor's data, as ggml_nbytes computes them for a contiguous tensor."""
+        kind = self.ggml_type
+        if kind is None:
+            return 0
+        if not self.shape:  # n_dims == 0: ggml treats it as one element
+            return kind.row_bytes(1)
+        return kind.row_bytes(self.shape[0]) * int(math.prod(self.shape[1:]))
+
+
+@dataclass(frozen=True)
+class GGUFFile:
+    """The parsed header of one model (all shards of a split model together)."""
+
+    path: str  # the first shard
+    version: int
+    alignment: int
+    metadata: Mapping[str, MetadataValue]
+    tensors: tuple[TensorInfo, ...]
+    data_offset: int  # start of the first shard's data section
+    file_size: int  # bytes on disk, all shards together
+    shards: tuple[str, ...]
+    header_only: bool  # a stub: the data section is absent
+
+    @property
+    def architecture(self) -> str:
+        value = self.metadata.get("general.architecture")
+        return value if isinstance(value, str) else "unknown"
+
+    def arch_value(self, suffix: str, default: MetadataValue | None = None) -> MetadataValue | None:
+        """``metadata["<arch>.<suffix>"]``, e.g. ``arch_value("block_count")``."""
+        return self.metadata.get(f"{self.architecture}.{suffix}", default)
+
+    def tensor(self, name: str) -> TensorInfo | None:
+        for info in self.tensors:
+            if info.name == name:
+                return info
+        return None
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Entries in ``tokenizer.ggml.tokens`` (n_vocab), or None when the file has none."""
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if isinstance(tokens, SkippedArray):
+            return tokens.length
+        if isinstance(tokens, tuple):
+            return len(tokens)
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# The reader
+# --------------------------------------------------------------------------------------------
+
+SUPPORTED_VERSIONS = (2, 3)  # v2 and v3 share one layout (u64 counts); v3 added big-endian
+GGML_MAX_DIMS = 4
+GGML_MAX_NAME = 64  # llama.cpp rejects tensor names of this many bytes or more
+MAX_MATERIALISED = 16384  # numeric arrays longer than this are skipped (SkippedArray)
+MAX_ARRAY_NESTING = 16
+INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
+_FIRST_CHUNK = 4 << 20  # one read covers the header of nearly every model
+_SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>[0-9]{5})-of-(?P<count>[0-9]{5})\.gguf$")
+
+# struct codes and sizes of the fixed-size value types
+_CODES: dict[int, str] = {
+    ValueType.UINT8: "B",
+    ValueType.INT8: "b",
+    ValueType.UINT16: "H",
+    ValueType.INT16: "h",
+    ValueType.UINT32: "I",
+    ValueType.INT32: "i",
+    ValueType.FLOAT32: "f",
+    ValueType.BOOL: "?",  # unpacks any non-zero byte as True, like llama.cpp's int8 != 0
+    ValueType.UINT64: "Q",
+    ValueType.INT64: "q",
+    ValueType.FLOAT64: "d",
+}
+_SCALARS: dict[int, struct.Struct] = {t: struct.Struct("<" + c) for t, c in _CODES.items()}
+_VALUE_TYPE_NAMES = {t.value: t.name.lower() for t in ValueType}
+
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_HEADER = struct.Struct("<4sIQQ")  # magic, version, n_tensors, n_kv
+_KV_TYPE = struct.Struct("<I")
+_ARRAY_HEAD = struct.Struct("<IQ")  # item type, length
+# after a tensor's name: n_dims (u32) is read first, then ne[n_dims] (i64), type (u32), offset (u64)
+_TENSOR_TAIL = tuple(struct.Struct("<" + "q" * n + "IQ") for n in range(GGML_MAX_DIMS + 1))
+
+_MIN_KV_BYTES = 8 + 1 + 4 + 1  # key length, a 1-byte key, type, a 1-byte value
+_MIN_TENSOR_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset (empty name, 0 dims)
+
+
+def _walk_strings(buf: bytes, pos: int, count: int) -> int:
+    """The offset just after ``count`` length-prefixed strings that start at ``pos``.
+
+    Raises IndexError, OverflowError or struct.error when a length lies beyond ``buf``.
+    Runs of short strings (the bulk of any vocabulary) are stepped over by a regular
+    expression, 256 strings per match, in C; anything else by :func:`_hop_strings`.
+    """
+    if count >= _RUN:
+        match = _short_string_run().match
+        for _ in range(count // _RUN):
+            found = match(buf, pos)
+            pos = found.end() if found is not None else _hop_strings(buf, pos, _RUN)
+        count %= _RUN
+    return _hop_strings(buf, pos, count)
+
+
+def _hop_strings(buf: bytes, pos: int, count: int) -> int:
+    """:func:`_walk_strings` one string at a time.
+
+    On a little-endian host the u64 at ``pos`` is read as ``words[pos & 7][pos >> 3]``:
+    eight u64 views of the buffer, one per byte phase, so each hop is two subscripts
+    rather than a function call.
+    """
+    if _LITTLE_ENDIAN_HOST:
+        view = memoryview(buf)
+        size = len(buf)
+        words = [view[k : k + (size - k) // 8 * 8].cast("Q") for k in range(8)]
+        for _ in range(count >> 2):
+            pos += 8 + words[pos & 7][pos >> 3]
+            pos += 8 + words[pos & 7][pos >> 3]
+            pos += 8 + words[pos & 7][pos >> 3]
+            pos += 8 + words[pos & 7][pos >> 3]
+        for _ in range(count & 3):
+            pos += 8 + words[pos & 7][pos >> 3]
+        return pos
+    unpack = _U64.unpack_from
+    for _ in range(count):
+        pos += 8 + unpack(buf, pos)[0]
+    return pos
+
+
+_RUN = 256  # strings per regular-expression match
+_SHORT = 64  # the expression covers strings of 0 to 63 bytes
+
+
+@functools.cache
+def _short_string_run() -> re.Pattern[bytes]:
+    """Matches exactly ``_RUN`` consecutive strings shorter than ``_SHORT`` bytes.
+
+    One alternative per length n: the u64 n (n, then seven zero bytes) and n bytes. The
+    first bytes differ, so at most one alternative matches at any point and a match steps
+    over exactly the strings the one-by-one walk would.
+    """
+    one = b"|".join(
+        re.escape(bytes([n]) + bytes(7)) + (b".{%d}" % n if n else b"") for n in range(_SHORT)
+    )
+    possessive = b"+" if sys.version_info >= (3, 11) else b""  # no backtracking into a run
+    return re.compile(b"(?:" + one + b"){%d}" % _RUN + possessive, re.DOTALL)
+
+
+def _show(text: str, limit: int = 60) -> str:
+    """A name for an error message: quoted, escaped onto one line, shortened."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return repr(text)
+
+
+def _pad(n: int, alignment: int) -> int:
+    return n + (-n % alignment)
+
+
+@dataclass
+class _Shard:
+    """One parsed file (a whole model, or one shard of a split model)."""
+
+    path: str
+    version: int
+    alignment: int
+    metadata: dict[str, MetadataValue]
+    tensors: list[TensorInfo]
+    data_offset: int
+    file_size: int
+    header_only: bool
+
+
+class _Parser:
+    """Parses one file. ``buf`` holds a prefix of the file and grows on demand."""
+
+    def __init__(self, path: str, handle: BinaryIO, size: int) -> None:
+        self.path = path
+        self.handle = handle
+        self.size = size
+        self.buf = handle.read(min(size, _FIRST_CHUNK))
+        if len(self.buf) != min(size, _FIRST_CHUNK):
+            self.size = len(self.buf)  # the file shrank under us: trust what was read
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def fail(self, reason: str, offset: int | None = None) -> GGUFError:
+        return GGUFError(self.path, reason, offset=offset)
+
+    def need(self, pos: int, n: int, what: str) -> None:
+        """Make ``buf`` hold bytes [pos, pos + n), or fail if the file is shorter."""
+        end = pos + n
+        if end <= len(self.buf):
+            return
+        if end > self.size:
+            left = max(self.size - pos, 0)
+            raise self.fail(f"file ends inside {what}: needs {n} bytes, {left} left", pos)
+        self.grow(min(self.size, max(end, 2 * len(self.buf))))
+        if len(self.buf) < end:  # the file shrank while we were reading it
+            raise self.fail(f"file ends inside {what} (it shrank while being read)", pos)
+
+    def grow(self, end: int) -> None:
+        """Read the file up to ``end`` (at most the file size) into ``buf``."""
+        self.handle.seek(len(self.buf))
+        chunk = self.handle.read(end - len(self.buf))
+        if len(chunk) < end - len(self.buf):
+            self.size = len(self.buf) + len(chunk)  # the file shrank: trust what was read
+        self.buf += chunk
+
+    def unpack(self, fmt: struct.Struct, pos: int, what: str) -> tuple[Any, ...]:
+        self.need(pos, fmt.size, what)
+        return fmt.unpack_from(self.buf, pos)
+
+    def string(self, pos: int, what: str) -> tuple[str, int]:
+        (length,) = self.unpack(_U64, pos, f"the length of {what}")
+        left = self.size - pos - 8
+        if length > left:
+            raise self.fail(
+                f"{what} claims {length} bytes but only {max(left, 0)} are left in the file", pos
+            )
+        start = pos + 8
+        self.need(start, length, what)
+        return self.buf[start : start + length].decode("utf-8", errors="replace"), start + length
+
+    # -- values -----------------------------------------------------------------------------
+
+    def value(self, vtype: int, pos: int, key: str, depth: int = 0) -> tuple[MetadataValue, int]:
+        fmt = _SCALARS.get(vtype)
+        if fmt is not None:
+            (item,) = self.unpack(fmt, pos, f"the value of {_show(key)}")
+            return item, pos + fmt.size
+        if vtype == ValueType.STRING:
+            return self.string(pos, f"the value of {_show(key)}")
+        if vtype == ValueType.ARRAY:
+            return self.array(pos, key, depth)
+        raise self.fail(f"key {_show(key)} has unknown value type {vtype} (known: 0-12)", pos - 4)
+
+    def array(self, pos: int, key: str, depth: int) -> tuple[MetadataValue, int]:
+        if depth >= MAX_ARRAY_NESTING:
+            raise self.fail(
+                f"key {_show(key)} nests arrays more than {MAX_ARRAY_NESTING} deep", pos
+            )
+        item_type, length = self.unpack(_ARRAY_HEAD, pos, f"the array header of {_show(key)}")
+        start = pos + _ARRAY_HEAD.size
+        left = self.size - start
+        fmt = _SCALARS.get(item_type)
+        if fmt is not None:
+            n_bytes = length * fmt.size
+            if n_bytes > left:
+                raise self.fail(
+                    f"array {_show(key)} of {length} {_VALUE_TYPE_NAMES[item_type]} needs "
+                    f"{n_bytes} bytes but only {left} are left in the file",
+                    pos,
+                )
+            if length > MAX_MATERIALISED:
+                return SkippedArray(item_type, length), start + n_bytes
+            self.need(start, n_bytes, f"array {_show(key)}")
+            items = struct.unpack_from(f"<{length}{_CODES[item_type]}", self.buf, start)
+            return items, start + n_bytes
+        if item_type == ValueType.STRING:
+            if length * 8 > left:
+                raise self.fail(
+                    f"array {_show(key)} of {length} strings needs at least {length * 8} bytes "
+                    f"but only {left} are left in the file",
+                    pos,
+                )
+            return SkippedArray(item_type, length), self.skip_strings(start, length, key)
+        if item_type == ValueType.ARRAY:
+            if length * _ARRAY_HEAD.size > left:
+                raise self.fail(
+                    f"array {_show(key)} of {length} arrays needs at least "
+                    f"{length * _ARRAY_HEAD.size} bytes but only {left} are left in the file",
+                    pos,
+                )
+            keep = length <= MAX_MATERIALISED
+            nested: list[MetadataValue] = []
+            for _ in range(length):
+                inner, start = self.array(start, key, depth + 1)
+                if keep:
+                    nested.append(inner)
+            return (tuple(nested) if keep else SkippedArray(item_type, length)), start
+        raise self.fail(f"array {_show(key)} has unknown item type {item_type} (known: 0-12)", pos)
+
+    def skip_strings(self, pos: int, count: int, key: str) -> int:
+        """Step over ``count`` length-prefixed strings without decoding them (the hot loop).
+
+        The caller has checked that ``8 * count`` bytes are left. When a string lies beyond
+        the buffer, the buffer doubles and the walk starts again: at most log2(file size)
+        restarts, so the work stays proportional to the file.
+        """
+        while True:
+            try:
+                end = _walk_strings(self.buf, pos, count)
+            except (IndexError, OverflowError, struct.error):
+                if len(self.buf) >= self.size:
+                    raise self.fail(
+                        f"array {_show(key)} of {count} strings runs past the end of the file",
+                        pos,
+                    ) from None
+                self.grow(min(self.size, 2 * len(self.buf)))
+                continue
+            if end > self.size:
+                raise self.fail(
+                    f"array {_show(key)}: its last string runs {end - self.size} bytes past "
+                    "the end of the file",
+                    pos,
+                )
+            return end
+
+    # -- the file ---------------------------------------------------------------------------
+
+    def parse(self) -> _Shard:
+        size = self.size
+        if size < 4 or self.buf[:4] != GGUF_MAGIC:
+            if size == 0:
+                raise self.fail("empty file, not GGUF")
+            head = self.buf[:4]
+            raise self.fail(f"not a GGUF file (starts with {head!r}, expected b'GGUF')", 0)
+        if size < 8:
+            raise self.fail(f"file ends inside the header: {size} bytes", 0)
+        (version,) = _U32.unpack_from(self.buf, 4)
+        if version != 0 and version & 0xFFFF == 0:
+            raise self.fail(
+                f"big-endian GGUF not supported (version field reads {version:#010x}, "
+                f"version {int.from_bytes(version.to_bytes(4, 'little'), 'big')} byte-swapped)",
+                4,
+            )
+        if version == 1:
+            raise self.fail(
+                "GGUF version 1 is not supported (llama.cpp dropped it); "
+                "convert the model again with a current llama.cpp",
+                4,
+            )
+        if version not in SUPPORTED_VERSIONS:
+            raise self.fail(f"unsupported GGUF version {version} (supported: 2 and 3)", 4)
+        if size < _HEADER.size:
+            raise self.fail(f"file ends inside the header: {size} of {_HEADER.size} bytes", 0)
+        _, _, n_tensors, n_kv = _HEADER.unpack_from(self.buf, 0)
+        pos = _HEADER.size
+        left = size - pos
+        if n_kv * _MIN_KV_BYTES > left:
+            raise self.fail(
+                f"header claims {n_kv} metadata entries, which need at least "
+                f"{n_kv * _MIN_KV_BYTES} bytes, but only {left} are left in the file",
+                16,
+            )
+        if n_tensors * _MIN_TENSOR_BYTES + n_kv * _MIN_KV_BYTES > left:
+            raise self.fail(
+                f"header claims {n_tensors} tensors, whose table needs at least "
+                f"{n_tensors * _MIN_TENSOR_BYTES} bytes, but only "
+                f"{left - n_kv * _MIN_KV_BYTES} are left in the file after the metadata",
+                8,
+            )
+
+        metadata: dict[str, MetadataValue] = {}
+        alignment_type: int | None = None
+        for index in range(n_kv):
+            key_pos = pos
+            key, pos = self.string(pos, f"key {index}")
+            if not key:
+                raise self.fail(f"metadata key {index} is empty", key_pos)
+            if key in metadata:
+                raise self.fail(f"duplicate metadata key {_show(key)}", key_pos)
+            (vtype,) = self.unpack(_KV_TYPE, pos, f"the type of {_show(key)}")
+            pos += 4
+            metadata[key], pos = self.value(vtype, pos, key)
+            if key == "general.alignment":
+                alignment_type = vtype
+
+        alignment = DEFAULT_ALIGNMENT
+        if alignment_type is not None:
+            if alignment_type != ValueType.UINT32:
+                raise self.fail(
+                    "general.alignment must be a uint32, not "
+                    f"{_VALUE_TYPE_NAMES.get(alignment_type, alignment_type)}"
+                )
+            value = metadata["general.alignment"]
+            assert isinstance(value, int)
+            if value == 0 or value & (value - 1):
+                raise self.fail(f"general.alignment {value} is not a power of two")
+            alignment = value
+
+        tensors, pos, data_end = self.tensor_table(pos, n_tensors, alignment)
+        table_end = pos
+        data_offset = _pad(table_end, alignment)
+        header_only = False
+        if data_end > 0:
+            if size <= data_offset:
+                header_only = True  # a stub: ends at (or in the padding after) the table
+            elif size < data_offset + data_end:
+                missing = data_offset + data_end - size
+                raise self.fail(
+                    f"data section truncated: {missing} bytes missing (tensors need "
+                    f"{data_offset + data_end} bytes, the file has {size})"
+                )
+        return _Shard(
+            self.path, version, alignment, metadata, tensors, data_offset, size, header_only
+        )
+
+    def tensor_table(
+        self, pos: int, n_tensors: int, alignment: int
+    ) -> tuple[list[TensorInfo], int, int]:
+        """Read ``n_tensors`` tensor infos from ``pos``: (tensors, end of table, data size).
+
+        The second hot loop (1,137 tensors for Llama 3.1 405B): fields are unpacked from a
+        local buffer and error messages are only built on the error paths.
+        """
+        u64 = _U64.unpack_from
+        u32 = _U32.unpack_from
+        tails = _TENSOR_TAIL
+        types = GGML_TYPES
+        buf = self.buf
+        have = len(buf)
+        tensors: list[TensorInfo] = []
+        seen: set[str] = set()
+        expected = 0  # llama.cpp requires tensors stored in table order, each padded
+        data_end = 0
+        for index in range(n_tensors):
+            start = pos
+            if pos + 8 > have:
+                self.need(pos, 8, f"the name of tensor {index}")
+                buf, have = self.buf, len(self.buf)
+            (length,) = u64(buf, pos)
+            pos += 8
+            if pos + length + 4 > have:
+                left = self.size - pos
+                if length > left:
+                    raise self.fail(
+                        f"the name of tensor {index} claims {length} bytes but only "
+                        f"{max(left, 0)} are left in the file",
+                        start,
+                    )
+                self.need(pos, length + 4, f"tensor {index}")
+                buf, have = self.buf, len(self.buf)
+            name = buf[pos : pos + length].decode("utf-8", errors="replace")
+            if length >= GGML_MAX_NAME:
+                raise self.fail(
+                    f"tensor name {_show(name)} is {length} bytes long; llama.cpp allows at "
+                    f"most {GGML_MAX_NAME - 1}",
+                    start,
+                )
+            if name in seen:
+                raise self.fail(f"duplicate tensor name {_show(name)}", start)
+            seen.add(name)
+            pos += length
+            (n_dims,) = u32(buf, pos)
+            if n_dims > GGML_MAX_DIMS:
+                raise self.fail(
+                    f"tensor {_show(name)} has {n_dims} dimensions (at most {GGML_MAX_DIMS})", pos
+                )
+            pos += 4
+            tail = tails[n_dims]
+            if pos + tail.size > have:
+                self.need(pos, tail.size, f"tensor {_show(name)}")
+                buf, have = self.buf, len(self.buf)
+            fields = tail.unpack_from(buf, pos)
+            shape: tuple[int, ...] = fields[:n_dims]
+            type_id: int = fields[n_dims]
+            offset: int = fields[n_dims + 1]
+            count = math.prod(shape)
+            if n_dims and (count <= 0 or count > INT64_MAX or min(shape) < 0):
+                self.check_shape(name, shape, pos)
+            kind = types.get(type_id)
+            if kind is None:
+                raise self.fail(
+                    f"tensor {_show(name)} has unknown ggml type id {type_id}", pos + 8 * n_dims
+                )
+            block = kind.block_size
+            row = shape[0] if n_dims else 1
+            if row % block:
+                raise self.fail(
+                    f"tensor {_show(name)} of type {kind.name} has {row} elements per row, "
+                    f"not a multiple of its block size {block}",
+                    pos,
+                )
+            if offset != expected:
+                raise self.fail(
+                    f"tensor {_show(name)} has data offset {offset}, expected {expected} "
+                    f"(tensors are stored in table order, each padded to {alignment} bytes)",
+                    pos + 8 * n_dims + 4,
+                )
+            data_end = offset + count // block * kind.type_size  # ggml_nbytes
+            expected = data_end + (-data_end % alignment)
+            if expected > UINT64_MAX:
+                raise self.fail(
+                    f"tensor {_show(name)} takes the data section past 2**64 bytes", pos
+                )
+            tensors.append(TensorInfo(name, shape, type_id, offset))
+            pos += tail.size
+        return tensors, pos, data_end
+
+    def check_shape(self, name: str, shape: tuple[int, ...], pos: int) -> None:
+        for dim, ne in enumerate(shape):
+            if ne < 0:
+                raise self.fail(
+                    f"tensor {_show(name)} dimension {dim} is negative ({ne})", pos + 8 * dim
+                )
+        # the same test as gguf.cpp: the element count must stay below INT64_MAX
+        count = shape[0] if shape else 1
+        for ne in shape[1:]:
+            if ne > 1 and INT64_MAX // ne < count:
+                raise self.fail(
+                    f"tensor {_show(name)} shape {shape} has more than INT64_MAX elements", pos
+                )
+            count *= ne
+
+
+def _open_checked(path: str) -> tuple[BinaryIO, int]:
+    """Open ``path`` for reading, turning every OSError into a one-line GGUFError."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise GGUFError(path, "no such file") from None
+    except PermissionError:
+        raise GGUFError(path, "permission denied") from None
+    except OSError as error:
+        raise GGUFError(path, f"cannot read: {error.strerror or error}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise GGUFError(path, "is a directory, not a GGUF file")
+    if not stat.S_ISREG(info.st_mode):
+        raise GGUFError(path, "not a regular file")
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise GGUFError(path, "no such file") from None
+    except PermissionError:
+        raise GGUFError(path, "permission denied") from None
+    except OSError as error:
+        raise GGUFError(path, f"cannot read: {error.strerror or error}") from None
+    return handle, info.st_size
+
+
+def _read_shard(path: str) -> _Shard:
+    handle, size = _open_checked(path)
+    try:
+        with handle:
+            return _Parser(path, handle, size).parse()
+    except OSError as error:
+        raise GGUFError(path, f"cannot read: {error.strerror or error}") from None
+
+
+def split_shard_paths(path: str | os.PathLike[str]) -> tuple[str, ...] | None:
+    """All shard paths of a split model named like ``name-00002-of-00005.gguf``, or None.
+
+    Uses llama.cpp's naming (``llama_split_path``: ``%s-%05d-of-%05d.gguf``, numbered from 1)
+    and the file name alone; the files need not exist.
+    """
+    text = os.fspath(path)
+    directory, base = os.path.split(text)
+    match = _SPLIT_RE.match(base)
+    if match is None:
+        return None
+    count = int(match["count"])
+    if count < 1 or not 1 <= int(match["no"]) <= count:
+        return None
+    prefix = match["prefix"]
+    return tuple(
+        os.path.join(directory, f"{prefix}-{i + 1:05d}-of-{count:05d}.gguf") for i in range(count)
+    )
+
+
+def _split_count(shard: _Shard) -> int:
+    value = shard.metadata.get("split.count")
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GGUFError(shard.path, f"split.count must be an integer, not {value!r}")
+    return value
+
+
+def _check_split_no(shard: _Shard, expected: int, count: int) -> None:
+    value = shard.metadata.get("split.no")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GGUFError(shard.path, f"shard of a {count}-file split model has no integer split.no")
+    if value != expected:
+        raise GGUFError(
+            shard.path,
+            f"split.no is {value} but the file name makes it shard {expected + 1} of {count} "
+            f"(split.no {expected})",
+        )
+
+
+def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
+    """Read the header, metadata and tensor table of a GGUF model.
+
+    A shard of a split model (``name-00001-of-00005.gguf``, with ``split.count`` > 1) brings
+    in all its shards from the same directory: tensors are concatenated (``TensorInfo.shard``
+    is the shard index), metadata comes from the first shard, ``file_size`` is the sum.
+    A header-only stub (the file ends before the data section) is valid: ``header_only``.
+    Every problem, including a missing or unreadable file, raises :class:`GGUFError`.
+    """
+    text = os.fspath(path)
+    given = _read_shard(text)
+    count = _split_count(given)
+    if count <= 1:
+        return GGUFFile(
+            path=given.path,
+            version=given.version,
+            alignment=given.alignment,
+            metadata=given.metadata,
+            tensors=tuple(given.tensors),
+            data_offset=given.data_offset,
+            file_size=given.file_size,
+            shards=(given.path,),
+            header_only=given.header_only,
+        )
+    return _read_split(given, count)
+
+
+def _read_split(given: _Shard, count: int) -> GGUFFile:
+    paths = split_shard_paths(given.path)
+    if paths is None:
+        raise GGUFError(
+            given.path,
+            f"split.count is {count} but the file name does not follow llama.cpp's "
+            f"'<name>-00001-of-{count:05d}.gguf' pattern",
+        )
+    if len(paths) != count:
+        raise GGUFError(
+            given.path,
+            f"split.count is {count} but the file name says {len(paths)} shards",
+        )
+    match = _SPLIT_RE.match(os.path.basename(given.path))
+    assert match is not None
+    index = int(match["no"]) - 1
+    _check_split_no(given, index, count)
+    shards: list[_Shard] = []
+    for i, shard_path in enumerate(paths):
+        if i == index:
+            shard = given
+        else:
+            try:
+                shard = _read_shard(shard_path)
+            except GGUFError as error:
+                if error.reason == "no such file":
+                    raise GGUFError(
+                        shard_path, f"shard {i + 1} of {count} is missing (no such file)"
+                    ) from None
+                raise
+            shard_count = _split_count(shard)
+            if shard_count != count:
+                raise GGUFError(
+                    shard_path,
+                    f"split.count is {shard_count} but shard {index + 1} "
+                    f"({os.path.basename(given.path)}) says {count}",
+                )
+            _check_split_no(shard, i, count)
+        shards.append(shard)
+
+    first = shards[0]
+    tensors: list[TensorInfo] = []
+    seen: set[str] = set()
+    for i, shard in enumerate(shards):
+        for info in shard.tensors:
+            if info.name in seen:
+                raise GGUFError(
+                    shard.path, f"tensor {_show(info.name)} appears in more than one shard"
+                )
+            seen.add(info.name)
+            tensors.append(TensorInfo(info.name, info.shape, info.type_id, info.offset, i))
+    expected = first.metadata.get("split.tensors.count")
+    if expected is not None and expected != len(tensors):
+        raise GGUFError(
+            first.path,
+            f"split.tensors.count is {expected!r} but the {count} shards hold "
+            f"{len(tensors)} tensors",
+        )
+    return GGUFFile(
+        path=first.path,
+        version=first.version,
+        alignment=first.alignment,
+        metadata=first.metadata,
+        tensors=tuple(tensors),
+        data_offset=first.data_offset,
+        file_size=sum(s.file_size for s in shards),
+        shards=tuple(s.path for s in shards),
+        header_only=any(s.header_only for s in shards),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Stubs
+# --------------------------------------------------------------------------------------------
+
+
+def write_stub(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> int:
+    """Write a header-only copy of ``src`` to ``dst``; return the bytes written.
+
+    The stub holds bytes 0 to the data offset (header, metadata, tensor table and padding),
+    so :func:`read_gguf` reports the same metadata and tensors with ``header_only=True``, and
+    llama.cpp's ``gguf_init_from_file`` accepts it. ``dst`` may be a directory (the stub
+    takes ``src``'s file name). For a split model one stub per shard is written: ``dst``
+    names the first shard (``x-00001-of-00003.gguf``), or any ``x.gguf`` from which the
+    shard names ``x-0000N-of-00003.gguf`` are made, or a directory (the source's names).
+    """
+    model = read_gguf(src)
+    target = os.fspath(dst)
+    count = len(model.shards)
+    if os.path.isdir(target):
+        targets = [os.path.join(target, os.path.basename(p)) for p in model.shards]
+    elif count == 1:
+        targets = [target]
+    else:
+        named = split_shard_paths(target)
+        if named is not None and len(named) == count:
+            targets = list(named)
+        else:
+            directory, base = os.path.split(target)
+            stem = base[: -len(".gguf")] if base.endswith(".gguf") else base
+            targets = [
+                os.path.join(directory, f"{stem}-{i + 1:05d}-of-{count:05d}.gguf")
+                for i in range(count)
+            ]
+    written = 0
+    for shard_path, target_path in zip(model.shards, targets, strict=True):
+        shard = _read_shard(shard_path)
+        written += _copy_header(shard, target_path)
+    return written
+
+
+def _copy_header(shard: _Shard, target: str) -> int:
+    try:
+        if os.path.exists(target) and os.path.samefile(shard.path, target):
+            raise GGUFError(target, "refusing to write a stub over its own source")
+    except OSError:
+        pass
+    end = shard.data_offset
+    handle, _ = _open_checked(shard.path)
+    try:
+        with handle:
+            head = handle.read(end)
+        head += bytes(end - len(head))  # a stub source may stop before its padding
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with open(tmp, "wb") as out:
+            out.write(head)
+        os.replace(tmp, target)
+    except OSError as error:
+        raise GGUFError(target, f"cannot write stub: {error.strerror or error}") from None
+    return len(head)

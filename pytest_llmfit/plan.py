@@ -1,0 +1,406 @@
+"""Offload planning: where llama.cpp would put each layer on a host, and how fast it would run.
+
+Placement follows llama.cpp (llama_model::load_tensors): with n_gpu_layers = N out of
+n_layer + 1 (the blocks plus the output layer), the output layer goes to a GPU first, then
+blocks from the back; token embeddings stay in host memory. Several GPUs share the
+offloaded layers in proportion to their free memory (llama.cpp's default tensor_split).
+Decode speed is memory-bound: every token reads each device's weights (MoE: only the used
+experts) and KV cache once, so tokens/s = 1 / sum(bytes_d / bandwidth_d).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .estimate import Footprint, Settings, estimate
+from .gguf import GGUFFile
+from .hardware import Gpu, Host
+from .units import format_size
+
+DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
+# Share of datasheet bandwidth decode reaches in practice (70-90% on GPUs; RAM a bit less).
+GPU_EFFICIENCY = 0.8
+RAM_EFFICIENCY = 0.7
+FALLBACK_RAM_BANDWIDTH = 50e9  # bytes/s, when the host's RAM bandwidth is unknown
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    name: str  # "NVIDIA GeForce RTX 4090" or "host RAM"
+    index: int | None  # GPU index (CUDA order); None for host memory
+    n_layers: int  # blocks placed here (the output layer counts as one when on a GPU)
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    need_bytes: int
+    free_bytes: int  # what the device has free, before headroom
+    budget_bytes: int  # free minus headroom: what the plan may use
+    read_bytes_per_token: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "index": self.index,
+            "n_layers": self.n_layers,
+            "weights_bytes": self.weights_bytes,
+            "kv_bytes": self.kv_bytes,
+            "compute_bytes": self.compute_bytes,
+            "need_bytes": self.need_bytes,
+            "free_bytes": self.free_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # "gpu", "partial", "cpu" or "none"
+    fits: bool
+    n_gpu_layers: int
+    n_layers_total: int  # n_layer + 1: what n_gpu_layers counts against
+    tensor_split: tuple[float, ...]
+    devices: tuple[DevicePlan, ...]  # the GPUs, in CUDA order
+    host: DevicePlan
+    shortfall_bytes: int
+    tokens_per_second: float | None
+    footprint: Footprint
+    host_description: str
+    reasons: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = field(default=())
+
+    @property
+    def host_bytes(self) -> int:
+        return self.host.need_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "memory": self.footprint.to_dict(),
+            "plan": {
+                "mode": self.mode,
+                "n_gpu_layers": self.n_gpu_layers,
+                "n_layers_total": self.n_layers_total,
+                "tensor_split": list(self.tensor_split),
+                "devices": [d.to_dict() for d in self.devices],
+                "host_bytes": self.host_bytes,
+                "host_free_bytes": self.host.free_bytes,
+                "shortfall_bytes": self.shortfall_bytes,
+                "tokens_per_second": self.tokens_per_second,
+            },
+            "fits": self.fits,
+            "reasons": list(self.reasons),
+            "suggestions": list(self.suggestions),
+        }
+
+
+def plan(
+    model: GGUFFile,
+    host: Host,
+    settings: Settings | None = None,
+    *,
+    headroom: int = DEFAULT_HEADROOM,
+    footprint: Footprint | None = None,
+    with_suggestions: bool = True,
+) -> Plan:
+    """Place ``model`` on ``host`` the way llama.cpp would and say whether it fits."""
+    fp = footprint or estimate(model, settings)
+    gpus = [g for g in host.gpus if not g.unified]
+    unified = [g for g in host.gpus if g.unified]
+    if unified and not gpus:
+        # Apple Silicon: the GPU works in the same RAM; treat its usable share as one device.
+        gpus = unified[:1]
+    total_layers = fp.n_layer + 1
+    budgets = [max(g.memory_free - headroom, 0) for g in gpus]
+    host_free = host.ram.available
+    host_budget = max(host_free - headroom, 0)
+    if unified and gpus == unified[:1]:
+        # Unified memory: what the GPU holds comes out of the same RAM.
+        host_budget = max(host_budget - gpus[0].memory_total, 0)
+
+    best: tuple[int, list[DevicePlan], DevicePlan] | None = None
+    gpu_only_best: tuple[int, list[DevicePlan], DevicePlan] | None = None
+    for n_gpu in range(total_layers if gpus else 0, -1, -1):
+        placed = _place(fp, gpus, budgets, n_gpu, host, host_budget)
+        gpu_ok = all(d.need_bytes <= d.budget_bytes for d in placed[0])
+        if gpu_ok and gpu_only_best is None:
+            gpu_only_best = (n_gpu, *placed)
+        if gpu_ok and placed[1].need_bytes <= host_budget:
+            best = (n_gpu, *placed)
+            break
+
+    if best is not None:
+        n_gpu, devices, host_plan = best
+        fits = True
+        shortfall = 0
+        if n_gpu == total_layers and gpus:
+            mode = "gpu"
+        elif n_gpu > 0:
+            mode = "partial"
+        else:
+            mode = "cpu"
+    else:
+        assert gpu_only_best is not None  # n_gpu = 0 always fits the (empty) GPU side
+        n_gpu, devices, host_plan = gpu_only_best
+        fits = False
+        mode = "none"
+        shortfall = host_plan.need_bytes - host_budget
+
+    split = _tensor_split([g.memory_free for g in gpus]) if n_gpu and len(gpus) > 1 else ()
+    speed = _tokens_per_second(devices, host_plan, gpus, host)
+    result = Plan(
+        mode=mode,
+        fits=fits,
+        n_gpu_layers=n_gpu,
+        n_layers_total=total_layers,
+        tensor_split=split,
+        devices=tuple(devices),
+        host=host_plan,
+        shortfall_bytes=shortfall,
+        tokens_per_second=speed,
+        footprint=fp,
+        host_description=host.describe(),
+    )
+    reasons = _reasons(result, host, headroom)
+    suggestions: tuple[str, ...] = ()
+    if with_suggestions and not (fits and mode == "gpu"):
+        suggestions = _suggestions(model, host, fp, result, headroom)
+    return replace(result, reasons=reasons, suggestions=suggestions)
+
+
+def _layer_device(il: int, first_gpu_layer: int, n_gpu: int, splits: list[float]) -> int | None:
+    """The GPU llama.cpp gives layer ``il`` (n_layer = the output layer), or None for host."""
+    if il < first_gpu_layer:
+        return None
+    if len(splits) <= 1:
+        return 0
+    position = (il - first_gpu_layer) / n_gpu
+    return min(bisect.bisect_right(splits, position), len(splits) - 1)
+
+
+def _cumulative_splits(budgets: list[int]) -> list[float]:
+    total = sum(budgets) or 1
+    acc = 0.0
+    out = []
+    for b in budgets:
+        acc += b / total
+        out.append(acc)
+    return out
+
+
+def _tensor_split(budgets: list[int]) -> tuple[float, ...]:
+    total = sum(budgets) or 1
+    return tuple(round(b / total, 4) for b in budgets)
+
+
+def _place(
+    fp: Footprint,
+    gpus: list[Gpu],
+    budgets: list[int],
+    n_gpu: int,
+    host: Host,
+    host_budget: int,
+) -> tuple[list[DevicePlan], DevicePlan]:
+    n_layer = fp.n_layer
+    first_gpu_layer = max(n_layer + 1 - n_gpu, 0)
+    # llama.cpp's default split points come from each device's free memory as reported.
+    splits = _cumulative_splits([g.memory_free for g in gpus])
+    weights = [0] * len(gpus)
+    kv = [0] * len(gpus)
+    reads = [0] * len(gpus)
+    counts = [0] * len(gpus)
+    h_weights = fp.token_embd_bytes + fp.other_bytes
+    h_kv = 0
+    h_reads = 0
+    h_count = 0
+    for layer in fp.layers:
+        dev = _layer_device(layer.index, first_gpu_layer, n_gpu, splits) if n_gpu else None
+        read = _active_bytes(fp, layer.index) + layer.kv_bytes + layer.recurrent_bytes
+        state = layer.kv_bytes + layer.recurrent_bytes
+        if dev is None:
+            h_weights += layer.weights_bytes
+            h_kv += state
+            h_reads += read
+            h_count += 1
+        else:
+            weights[dev] += layer.weights_bytes
+            kv[dev] += state if fp.settings.offload_kqv else 0
+            if not fp.settings.offload_kqv:
+                h_kv += state
+            reads[dev] += read
+            counts[dev] += 1
+    out_dev = _layer_device(n_layer, first_gpu_layer, n_gpu, splits) if n_gpu else None
+    out_bytes = fp.output_layer_bytes + (fp.token_embd_bytes if fp.output_is_tied else 0)
+    if out_dev is None:
+        # The output matrix is read every token; tied models read token_embd in its place.
+        h_reads += out_bytes if not fp.output_is_tied else fp.token_embd_bytes
+        h_weights += fp.output_layer_bytes
+    else:
+        weights[out_dev] += out_bytes  # a tied output matrix is copied to the GPU
+        reads[out_dev] += out_bytes
+        counts[out_dev] += 1
+
+    # Partial offload: llama.cpp's scheduler runs large-batch matmuls of CPU-resident layers
+    # on the first GPU (op_offload, batch >= 32), copying their weights into that GPU's
+    # compute buffer; one layer's weights at a time is the model used here (not yet checked
+    # on a GPU).
+    staged = 0
+    if n_gpu and gpus and fp.context.n_ubatch >= 32:
+        cpu_layers = [layer.weights_bytes for layer in fp.layers if layer.index < first_gpu_layer]
+        staged = max(cpu_layers, default=0)
+    devices: list[DevicePlan] = []
+    for i, gpu in enumerate(gpus):
+        compute = fp.compute_bytes if counts[i] else 0
+        if i == 0 and counts[i]:
+            compute += staged
+        devices.append(
+            DevicePlan(
+                name=gpu.name,
+                index=gpu.cuda_index if gpu.cuda_index is not None else gpu.index,
+                n_layers=counts[i],
+                weights_bytes=weights[i],
+                kv_bytes=kv[i],
+                compute_bytes=compute,
+                need_bytes=weights[i] + kv[i] + compute,
+                free_bytes=gpu.memory_free,
+                budget_bytes=budgets[i],
+                read_bytes_per_token=reads[i],
+            )
+        )
+    # The host always runs the token embedding lookup and holds the logits; it runs the
+    # whole graph's compute buffer only when no layer is offloaded.
+    host_compute = fp.compute_bytes if (not n_gpu or not gpus) else _host_compute(fp)
+    host_plan = DevicePlan(
+        name="host RAM",
+        index=None,
+        n_layers=h_count,
+        weights_bytes=h_weights,
+        kv_bytes=h_kv,
+        compute_bytes=host_compute,
+        need_bytes=h_weights + h_kv + host_compute + fp.output_bytes,
+        free_bytes=host.ram.available,
+        budget_bytes=host_budget,
+        read_bytes_per_token=h_reads,
+    )
+    return devices, host_plan
+
+
+def _host_compute(fp: Footprint) -> int:
+    """Host-side compute buffer with layers offloaded: the token embeddings of one ubatch
+    (llama.cpp looks them up on the host) and the small inputs staged there."""
+    u = fp.context.n_ubatch
+    return fp.n_embd * u * 4 + u * 4 * 2
+
+
+def _active_bytes(fp: Footprint, il: int) -> int:
+    """Weights of layer ``il`` read per decoded token: MoE layers read only the used experts."""
+    layer = fp.layers[il]
+    return layer.weights_bytes - layer.idle_expert_bytes
+
+
+def _tokens_per_second(
+    devices: list[DevicePlan], host_plan: DevicePlan, gpus: list[Gpu], host: Host
+) -> float | None:
+    seconds = 0.0
+    for dev, gpu in zip(devices, gpus, strict=True):
+        if not dev.read_bytes_per_token:
+            continue
+        if not gpu.bandwidth:
+            return None
+        seconds += dev.read_bytes_per_token / (gpu.bandwidth * GPU_EFFICIENCY)
+    if host_plan.read_bytes_per_token:
+        bandwidth = host.ram.bandwidth or FALLBACK_RAM_BANDWIDTH
+        seconds += host_plan.read_bytes_per_token / (bandwidth * RAM_EFFICIENCY)
+    return round(1.0 / seconds, 2) if seconds > 0 else None
+
+
+def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
+    fp = p.footprint
+    need = format_size(fp.total_bytes)
+    vram = sum(d.free_bytes for d in p.devices)
+    lines = [
+        f"needs {need} at n_ctx {fp.context.n_ctx}: weights {format_size(fp.weights_bytes)}, "
+        f"KV cache {format_size(fp.kv_cache_bytes + fp.recurrent_bytes)}, "
+        f"compute {format_size(fp.compute_bytes)}, output {format_size(fp.output_bytes)}",
+    ]
+    have = f"{format_size(vram)} VRAM ({len(p.devices)} GPU) + " if p.devices else ""
+    lines.append(
+        f"has {have}{format_size(host.ram.available)} RAM available; "
+        f"headroom {format_size(headroom, binary=True)} per device"
+    )
+    if p.mode == "gpu":
+        lines.append(f"all {p.n_layers_total} layers fit on the GPU(s)")
+    elif p.mode == "partial":
+        lines.append(
+            f"{p.n_gpu_layers} of {p.n_layers_total} layers on the GPU(s), "
+            f"{format_size(p.host_bytes)} in host RAM"
+        )
+    elif p.mode == "cpu":
+        lines.append(f"runs on the CPU from host RAM ({format_size(p.host_bytes)})")
+    else:
+        lines.append(
+            f"does not fit: with {p.n_gpu_layers} of {p.n_layers_total} layers on the GPU(s), "
+            f"host RAM must hold {format_size(p.host_bytes)} but has "
+            f"{format_size(p.host.budget_bytes)} to give; short by {format_size(p.shortfall_bytes)}"
+        )
+    if p.tokens_per_second is not None:
+        lines.append(f"predicted decode speed {p.tokens_per_second:.1f} tokens/s")
+    return tuple(lines)
+
+
+def _suggestions(
+    model: GGUFFile, host: Host, fp: Footprint, p: Plan, headroom: int
+) -> tuple[str, ...]:
+    out: list[str] = []
+    settings = fp.settings
+    # A shorter context.
+    n_ctx = fp.context.n_ctx
+    while n_ctx > 512:
+        n_ctx //= 2
+        trial = plan(
+            model, host, replace(settings, n_ctx=n_ctx), headroom=headroom, with_suggestions=False
+        )
+        if _better(trial, p):
+            out.append(f"n_ctx {n_ctx} would run as {_mode_words(trial)}")
+            break
+    # A quantized KV cache.
+    if settings.cache_type_k == "f16" and settings.cache_type_v == "f16":
+        trial = plan(
+            model,
+            host,
+            replace(settings, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on"),
+            headroom=headroom,
+            with_suggestions=False,
+        )
+        if _better(trial, p):
+            out.append(f"a q8_0 KV cache with flash attention would run as {_mode_words(trial)}")
+    # More memory.
+    if host.gpus or not p.fits:
+        gpu_need = fp.total_bytes - fp.token_embd_bytes - fp.output_bytes
+        have = sum(d.budget_bytes for d in p.devices)
+        if gpu_need > have:
+            out.append(
+                f"{format_size(gpu_need - have)} more VRAM would hold every layer on GPUs"
+            )
+    if not p.fits and p.shortfall_bytes > 0:
+        out.append(
+            f"{format_size(p.shortfall_bytes)} more RAM would run it with partial offload"
+            if p.devices
+            else f"{format_size(p.shortfall_bytes)} more RAM would run it on the CPU"
+        )
+    return tuple(out)
+
+
+def _better(trial: Plan, current: Plan) -> bool:
+    order = {"none": 0, "cpu": 1, "partial": 2, "gpu": 3}
+    if order[trial.mode] != order[current.mode]:
+        return order[trial.mode] > order[current.mode]
+    return trial.fits and trial.n_gpu_layers > current.n_gpu_layers
+
+
+def _mode_words(p: Plan) -> str:
+    if p.mode == "gpu":
+        return "all layers on GPU"
+    if p.mode == "partial":
+        return f"a partial offload ({p.n_gpu_layers}/{p.n_layers_total} layers on GPU)"
+    if p.mode == "cpu":
+        return "CPU only"
+    return "still not fitting"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: lint, type-check and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+.venv/bin/ruff check pytest_llmfit tests scripts benchmarks
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"
