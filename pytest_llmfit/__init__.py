@@ -22,8 +22,15 @@ from .plan import Plan, plan
 from .units import format_size, parse_size
 
 if TYPE_CHECKING:
+    from _pytest.mark.structures import MarkDecorator
+
     from .probes import detect_host
     from .profiles import host_from_spec, resolve_hardware
+
+    requires_vram: MarkDecorator
+    requires_ram: MarkDecorator
+    requires_gpu: MarkDecorator
+    requires_model: MarkDecorator
 
 __version__ = "0.1.0.dev0"
 
@@ -49,8 +56,14 @@ __all__ = [
     "parse_size",
     "plan",
     "read_gguf",
+    "requires_gpu",
+    "requires_model",
+    "requires_ram",
+    "requires_vram",
     "resolve_hardware",
 ]
+
+_MARKERS = ("requires_vram", "requires_ram", "requires_gpu", "requires_model")
 
 _LAZY = {
     "detect_host": "probes",
@@ -60,7 +73,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Probes and profiles load on first use, so `import pytest_llmfit` stays cheap.
+    # The marker decorators are pytest's own marks (``requires_vram("24GB")`` is
+    # ``pytest.mark.requires_vram("24GB")``); pytest, probes and profiles load on first use,
+    # so `import pytest_llmfit` stays cheap.
+    if name in _MARKERS:
+        import pytest
+
+        return getattr(pytest.mark, name)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_llmfit' has no attribute {name!r}")

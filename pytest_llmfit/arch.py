@@ -18,10 +18,37 @@ from .gguf import GGUFFile, MetadataValue
 # Architectures whose memory rules this module knows (GGUF general.architecture names).
 DENSE_ARCHS = frozenset(
     {
-        "llama", "mistral", "mistral3", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3",
-        "command-r", "cohere2", "granite", "starcoder2", "falcon", "qwen2moe", "qwen3moe",
-        "deepseek2", "gpt-oss", "llama4", "olmo2", "exaone4", "phi2", "gpt2", "stablelm",
-        "internlm2", "baichuan", "granitemoe", "mixtral", "deepseek", "minicpm", "bitnet",
+        "llama",
+        "mistral",
+        "mistral3",
+        "qwen2",
+        "qwen3",
+        "gemma",
+        "gemma2",
+        "gemma3",
+        "phi3",
+        "command-r",
+        "cohere2",
+        "granite",
+        "starcoder2",
+        "falcon",
+        "qwen2moe",
+        "qwen3moe",
+        "deepseek2",
+        "gpt-oss",
+        "llama4",
+        "olmo2",
+        "exaone4",
+        "phi2",
+        "gpt2",
+        "stablelm",
+        "internlm2",
+        "baichuan",
+        "granitemoe",
+        "mixtral",
+        "deepseek",
+        "minicpm",
+        "bitnet",
     }
 )
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv7", "rwkv6qwen2", "arwkv7"})
@@ -80,6 +107,7 @@ class ModelParams:
     n_expert_used: int
     n_ff_exp: int
     n_ff_shexp: int
+    n_expert_shared: int
     recurrent_r: int  # elements of conv/shift state per sequence per recurrent layer
     recurrent_s: int  # elements of ssm/wkv state per sequence per recurrent layer
     logit_softcap: bool
@@ -199,11 +227,17 @@ def model_params(model: GGUFFile) -> ModelParams:
         n_expert_used=_int(get("expert_used_count"), 0),
         n_ff_exp=_int(get("expert_feed_forward_length"), 0),
         n_ff_shexp=_int(get("expert_shared_feed_forward_length"), 0),
+        n_expert_shared=_int(get("expert_shared_count"), 1 if _has_shared_expert(model) else 0),
         recurrent_r=recurrent_r,
         recurrent_s=recurrent_s,
         logit_softcap=bool(get("attn_logit_softcapping")) and arch == "gemma2",
         notes=tuple(notes),
     )
+
+
+def _has_shared_expert(model: GGUFFile) -> bool:
+    # qwen2moe-style models carry one gated shared expert without an expert_shared_count key.
+    return any(t.name.endswith(".ffn_up_shexp.weight") for t in model.tensors)
 
 
 def _swa_flags(model: GGUFFile, arch: str, n_layer: int, n_layer_all: int) -> list[bool]:

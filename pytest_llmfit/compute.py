@@ -58,8 +58,13 @@ def compute_buffer_bytes(
         peak = max(peak, _ffn_bytes(params, layer, u))
     layers = inputs + hidden + peak
     # The head runs after the last layer, when the masks are dead: the last hidden state, its
-    # norm and the logits of every output row.
-    head = 2 * hidden + _a(params.n_vocab * n_out * F32)
+    # norm and the logits of every output row. The logits land after whatever the last
+    # layer left in place: one more hidden state for dense models, the per-expert outputs
+    # [n_embd, n_used + n_shared, n_ubatch] for MoE (both fitted on the recorded zoo).
+    lingering = 1
+    if params.n_expert and params.n_expert_used:
+        lingering += params.n_expert_used + params.n_expert_shared
+    head = (2 + lingering) * hidden + _a(params.n_vocab * n_out * F32)
     return max(layers, head)
 
 

@@ -53,7 +53,8 @@ class Settings:
         fa = {"true": "on", "1": "on", "false": "off", "0": "off"}.get(fa, fa)
         if fa not in FLASH_ATTN_MODES:
             raise ConfigError(
-                self.flash_attn, "a flash attention mode (on, off, auto)",
+                self.flash_attn,
+                "a flash attention mode (on, off, auto)",
                 source=_where("flash_attn", source),
             )
         if fa == "off" and v.block_size > 1:

@@ -78,7 +78,5 @@ def kv_cache_type(name: str, *, source: str | None = None) -> GGMLType:
     """Resolve a cache type name (``"q8_0"``, ``"F16"``) or raise a one-line ConfigError."""
     key = str(name).strip().lower()
     if key not in KV_CACHE_TYPES:
-        raise ConfigError(
-            name, f"a KV cache type ({', '.join(KV_CACHE_TYPES)})", source=source
-        )
+        raise ConfigError(name, f"a KV cache type ({', '.join(KV_CACHE_TYPES)})", source=source)
     return GGML_TYPES_BY_NAME[key]

@@ -1,13 +1,27 @@
 """GGUF header reader: metadata and tensor table, standard library only.
 
-Reads what sizing needs and nothing more: large arrays (the vocabulary) are skipped, not
-materialised, keeping only their length. Every count and length is checked against the
-bytes left in the file, so a hostile file cannot make the reader allocate or loop beyond
-the file's own size. Errors are :class:`GGUFError` naming the file, the offset and why.
+Reads what sizing needs and nothing more: string arrays (the vocabulary, the merges) are
+stepped over, never decoded, keeping only their length (:class:`SkippedArray`); numeric
+arrays are kept as tuples up to ``MAX_MATERIALISED`` items. Every count and length is
+checked against the bytes left in the file before the reader allocates or loops, so a
+hostile file cannot make it do more work than its own size allows.
+
+The rules are llama.cpp's (``ggml/src/gguf.cpp``): versions 2 and 3 (v1 and big-endian
+files are refused with a clear message), non-empty unique keys, ``general.alignment`` a
+uint32 power of two, unique tensor names shorter than 64 bytes, at most 4 dimensions, none
+negative, fewer than 2**63 elements, a known ggml type whose block divides the row, and
+tensors stored in table order, each padded to the alignment. Beyond gguf.cpp: the data
+must be in the file, unless the file stops before its data section (a header-only stub,
+``header_only=True``); split models (``name-00001-of-00003.gguf``) are read as one.
+
+Public API: :func:`read_gguf`, :func:`write_stub`, :func:`split_shard_paths` and the value
+types :class:`GGUFFile`, :class:`TensorInfo`, :class:`SkippedArray`, :class:`ValueType`.
+Errors are :class:`GGUFError` (one line: the file, why, and the offset where known).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -466,7 +480,8 @@ class _Parser:
 
         tensors, pos, data_end = self.tensor_table(pos, n_tensors, alignment)
         table_end = pos
-        data_offset = _pad(table_end, alignment)
+        # like gguf.cpp: the data section is aligned only when there is one
+        data_offset = _pad(table_end, alignment) if n_tensors else table_end
         header_only = False
         if data_end > 0:
             if size <= data_offset:
@@ -803,21 +818,25 @@ def write_stub(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> int:
 
 
 def _copy_header(shard: _Shard, target: str) -> int:
+    """Write bytes [0, data offset) of ``shard`` to ``target`` (atomically, via a rename)."""
     try:
-        if os.path.exists(target) and os.path.samefile(shard.path, target):
-            raise GGUFError(target, "refusing to write a stub over its own source")
+        same = os.path.exists(target) and os.path.samefile(shard.path, target)
     except OSError:
-        pass
+        same = False
+    if same:
+        raise GGUFError(target, "refusing to write a stub over its own source")
     end = shard.data_offset
+    tmp = f"{target}.partial-{os.getpid()}"
     handle, _ = _open_checked(shard.path)
     try:
         with handle:
             head = handle.read(end)
         head += bytes(end - len(head))  # a stub source may stop before its padding
-        tmp = f"{target}.tmp-{os.getpid()}"
         with open(tmp, "wb") as out:
             out.write(head)
         os.replace(tmp, target)
     except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
         raise GGUFError(target, f"cannot write stub: {error.strerror or error}") from None
     return len(head)

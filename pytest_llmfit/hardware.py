@@ -32,9 +32,7 @@ class Gpu:
     unified: bool = False  # shares memory with the CPU (Apple Silicon, some APUs)
 
     def describe(self) -> str:
-        return (
-            f"{self.name} {format_size(self.memory_total)} {format_bandwidth(self.bandwidth)}"
-        )
+        return f"{self.name} {format_size(self.memory_total)} {format_bandwidth(self.bandwidth)}"
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -64,3 +64,19 @@ def pytest_llmfit_probe(env: Mapping[str, str]) -> ProbeResult | None:
                 problems=(),  # e.g. ("my-npu: temperature sensor unreadable",)
             )
     """
+
+
+@hookspec
+def pytest_llmfit_update_report(report: dict[str, object]) -> None:
+    """Add to the session report before it is printed and written (JSON and Markdown).
+
+    Called once on the process that writes the report (the xdist controller), with the
+    report as a plain dict (see :func:`pytest_llmfit.report.build_report`). Add keys; do
+    not remove or change the documented ones. In a ``conftest.py``::
+
+        from pytest_llmfit.hookspecs import hookimpl
+
+        @hookimpl
+        def pytest_llmfit_update_report(report):
+            report["ci"]["cluster"] = "gpu-pool-a"
+    """

@@ -336,9 +336,13 @@ def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
     elif p.mode == "cpu":
         lines.append(f"runs on the CPU from host RAM ({format_size(p.host_bytes)})")
     else:
+        placed = (
+            f"with {p.n_gpu_layers} of {p.n_layers_total} layers on the GPU(s), "
+            if p.devices
+            else ""
+        )
         lines.append(
-            f"does not fit: with {p.n_gpu_layers} of {p.n_layers_total} layers on the GPU(s), "
-            f"host RAM must hold {format_size(p.host_bytes)} but has "
+            f"does not fit: {placed}host RAM must hold {format_size(p.host_bytes)} but has "
             f"{format_size(p.host.budget_bytes)} to give; short by {format_size(p.shortfall_bytes)}"
         )
     if p.tokens_per_second is not None:
@@ -376,10 +380,10 @@ def _suggestions(
     if host.gpus or not p.fits:
         gpu_need = fp.total_bytes - fp.token_embd_bytes - fp.output_bytes
         have = sum(d.budget_bytes for d in p.devices)
-        if gpu_need > have:
-            out.append(
-                f"{format_size(gpu_need - have)} more VRAM would hold every layer on GPUs"
-            )
+        if gpu_need > have and p.devices:
+            out.append(f"{format_size(gpu_need - have)} more VRAM would hold every layer on GPUs")
+        elif gpu_need > have:
+            out.append(f"GPUs with {format_size(gpu_need)} free would hold every layer")
     if not p.fits and p.shortfall_bytes > 0:
         out.append(
             f"{format_size(p.shortfall_bytes)} more RAM would run it with partial offload"

@@ -9,7 +9,23 @@ and for sliding-window models swa_full). llama.cpp's log is captured with llama_
 every "... buffer size = X MiB" line is parsed (model, KV, RS, compute, output; per buffer
 name), with the KV cache summary lines and the final n_ctx / n_ctx_seq.
 
-Output: tests/data/llamacpp/<model-id>.json (schema 1), one file per model.
+Output: tests/data/llamacpp/<model-id>.json (schema 1), one file per model:
+
+    {"schema": 1, "llama_cpp_python": "0.3.36", "llama_cpp_build": "<commit>", "model": id,
+     "arch", "quant", "file_size", "n_tensors", "model_params", "context_params",
+     "load": {"buffers": {"CPU_Mapped": bytes}, "buffers_mib": {...}, "llama_model_size",
+              "llama_model_n_params", "log": [...]},
+     "cases": [{"settings": {n_ctx, cache_type (K = V), flash_attn, n_ubatch, n_batch,
+                             swa_full, n_seq_max},
+                "status": "ok" | "refused" (+ "message") | "skipped" (+ "reason"),
+                "buffers": {"model"|"kv"|"rs"|"compute"|"output": {buffer name: bytes}},
+                "buffers_mib": {... the raw "%.2f" MiB strings, "a + b" when several caches
+                                log the same buffer name, e.g. iSWA base + SWA},
+                "kv_cache": [per cache: cells, layers, seqs, K/V type and size],
+                "context": {n_ctx, n_ctx_seq, n_batch, n_ubatch, iswa_cells, worst_case, ...},
+                "n_ctx", "n_ctx_seq", "log": [relevant lines]}]}
+
+Bytes are round(MiB * 2**20) of llama.cpp's two-decimal MiB figures: +-5 KiB.
 
     .venv/bin/python scripts/record_llamacpp.py --models llama-3.2-1b --quick
     .venv/bin/python scripts/record_llamacpp.py            # all dense twins, full matrix

@@ -7,6 +7,8 @@ import pytest
 
 from pytest_llmfit.gguf import GGUFFile, read_gguf
 
+pytest_plugins = ["pytester"]
+
 TwinHeader = Callable[..., GGUFFile]
 
 
@@ -39,3 +41,14 @@ def twin_header(tmp_path_factory: pytest.TempPathFactory) -> TwinHeader:
 @pytest.fixture(scope="session")
 def zoo_dir() -> pathlib.Path:
     return pathlib.Path(__file__).parent / "data" / "llamacpp"
+
+
+@pytest.fixture(scope="session")
+def stub_405b(twin_header: TwinHeader) -> pathlib.Path:
+    """Header-only Llama 3.1 405B Q3_K_M (195 GB of weights described, 3 MB on disk)."""
+    return pathlib.Path(twin_header("llama-3.1-405b", "q3_k_m").path)
+
+
+@pytest.fixture(scope="session")
+def stub_8b(twin_header: TwinHeader) -> pathlib.Path:
+    return pathlib.Path(twin_header("llama-3.1-8b", "q4_k_m").path)

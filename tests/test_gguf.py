@@ -6,14 +6,25 @@ the ``gguf`` package's GGUFWriter are compared with its own GGUFReader.
 
 from __future__ import annotations
 
+import ast
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
 import gguf_bytes as gb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+try:  # the gguf package (and numpy) write and read reference files; optional
+    import gguf
+    import numpy as np
+except ImportError:  # pragma: no cover - the dev extra installs them
+    gguf = np = None
+
+from pytest_llmfit import gguf as gguf_module
 from pytest_llmfit.errors import GGUFError
 from pytest_llmfit.gguf import (
     MAX_MATERIALISED,
@@ -187,6 +198,64 @@ def test_string_array_larger_than_the_first_read(tmp_path: Path) -> None:
     assert model.tensors[0].name == "w"
 
 
+SHORT_LENGTHS = st.lists(st.integers(0, 63), max_size=1300)
+LONG_STRINGS = st.lists(
+    st.tuples(st.integers(0, 1300), st.sampled_from([64, 100, 255, 256, 261, 1000])), max_size=3
+)
+
+
+def string_lengths(short: list[int], long: list[tuple[int, int]]) -> list[int]:
+    lengths = list(short)
+    for at, n in long:
+        lengths.insert(at, n)
+    return lengths
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(short=SHORT_LENGTHS, long=LONG_STRINGS, pad=st.integers(0, 7))
+def test_string_arrays_of_any_lengths_are_stepped_over_exactly(
+    tmp_path_factory: pytest.TempPathFactory,
+    short: list[int],
+    long: list[tuple[int, int]],
+    pad: int,
+) -> None:
+    # runs of short strings are matched 256 at a time, the rest hop one by one: the key
+    # after the array is only found if both step over exactly the right bytes
+    strings = [bytes([65 + i % 26]) * n for i, n in enumerate(string_lengths(short, long))]
+    built = gb.build(
+        [
+            gb.kv("x.pad", gb.STRING, "p" * pad),  # shifts the array against 8-byte words
+            gb.kv("x.strings", gb.ARRAY, (gb.STRING, strings)),
+            gb.kv("x.after", gb.UINT32, 0xC0FFEE),
+        ]
+    )
+    path = tmp_path_factory.mktemp("strings") / "s.gguf"
+    meta = read_gguf(write(path, built.data)).metadata
+    assert meta["x.strings"] == SkippedArray(ValueType.STRING, len(strings))
+    assert meta["x.after"] == 0xC0FFEE
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(short=SHORT_LENGTHS, long=LONG_STRINGS, start=st.integers(0, 9))
+def test_fast_string_walk_agrees_with_hopping(
+    short: list[int], long: list[tuple[int, int]], start: int
+) -> None:
+    lengths = string_lengths(short, long)
+    buf = bytes(start) + b"".join(gb.gstr(b"\xff" * n) for n in lengths) + bytes(3)
+    expected = start + sum(8 + n for n in lengths)
+    assert gguf_module._hop_strings(buf, start, len(lengths)) == expected
+    assert gguf_module._walk_strings(buf, start, len(lengths)) == expected
+
+
+def test_fast_string_walk_matches_runs_of_short_strings() -> None:
+    # the fast path must actually match (else a vocabulary walk silently gets 2x slower)
+    buf = b"".join(gb.gstr(b"\n" * (i % 64)) for i in range(256))
+    found = gguf_module._short_string_run().match(buf, 0)
+    assert found is not None
+    assert found.end() == len(buf)
+    assert gguf_module._short_string_run().match(buf[:-1], 0) is None
+
+
 def test_nested_arrays(tmp_path: Path) -> None:
     inner_a = gb.array(gb.INT32, [1, 2])
     inner_b = gb.array(gb.STRING, ["x", "y", "z"])
@@ -207,6 +276,7 @@ def test_vocab_size_absent(tmp_path: Path) -> None:
 def test_no_tensors_no_keys(tmp_path: Path) -> None:
     model = read_gguf(write(tmp_path / "e.gguf", gb.header(0, 0)))
     assert model.tensors == ()
+    assert model.data_offset == 24  # gguf.cpp pads to the data section only if it has one
     assert dict(model.metadata) == {}
     assert not model.header_only
 
@@ -551,6 +621,28 @@ def test_write_stub_refuses_to_overwrite_its_source(tmp_path: Path) -> None:
     assert read_gguf(src).header_only is False
 
 
+def test_write_stub_to_a_missing_folder(tmp_path: Path) -> None:
+    src = write(tmp_path / "model.gguf", gb.small_model().data)
+    with pytest.raises(GGUFError, match="cannot write stub"):
+        write_stub(src, tmp_path / "absent" / "stub.gguf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
+
+
+def test_reader_uses_the_standard_library_only() -> None:
+    tree = ast.parse(Path(gguf_module.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
 def test_write_stub_of_a_bad_file(tmp_path: Path) -> None:
     with pytest.raises(GGUFError, match="no such file"):
         write_stub(tmp_path / "absent.gguf", tmp_path / "stub.gguf")
@@ -601,8 +693,8 @@ def write_split(
 
 def test_split_read_from_any_shard(tmp_path: Path) -> None:
     paths = write_split(tmp_path)
-    for given in paths:
-        model = read_gguf(given)
+    for shard in paths:
+        model = read_gguf(shard)
         assert model.path == str(paths[0])
         assert model.shards == tuple(str(p) for p in paths)
         assert model.file_size == sum(p.stat().st_size for p in paths)
@@ -719,8 +811,7 @@ def test_split_stubs(tmp_path: Path) -> None:
 
 # -- files written by the gguf package --------------------------------------------------------
 
-gguf = pytest.importorskip("gguf")
-np = pytest.importorskip("numpy")
+needs_gguf = pytest.mark.skipif(gguf is None, reason="needs the gguf package and numpy")
 
 
 def write_with_gguf(
@@ -806,6 +897,7 @@ def assert_same_as_gguf_reader(path: Path, model: GGUFFile, shard: int = 0) -> N
             assert ours_value == pytest.approx(field.contents()), key
 
 
+@needs_gguf
 @pytest.mark.parametrize("alignment", [None, 64, 1024])
 def test_matches_gguf_reader(tmp_path: Path, alignment: int | None) -> None:
     path = tmp_path / "w.gguf"
@@ -820,6 +912,7 @@ def test_matches_gguf_reader(tmp_path: Path, alignment: int | None) -> None:
     assert_same_as_gguf_reader(path, model)
 
 
+@needs_gguf
 def test_gguf_writer_split(tmp_path: Path) -> None:
     path = tmp_path / "w.gguf"
     write_with_gguf(path, split_max_tensors=4)
@@ -840,12 +933,14 @@ def test_gguf_writer_split(tmp_path: Path) -> None:
     assert stub.tensors == model.tensors
 
 
+@needs_gguf
 def test_gguf_writer_big_endian_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "be.gguf"
     write_with_gguf(path, big_endian=True)
     rejects(path, "big-endian GGUF not supported")
 
 
+@needs_gguf
 def test_gguf_writer_header_only(tmp_path: Path) -> None:
     path = tmp_path / "h.gguf"
     write_with_gguf(path)

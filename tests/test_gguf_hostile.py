@@ -8,6 +8,8 @@ checked against the bytes left before the reader allocates or loops.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import struct
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_llmfit.errors import GGUFError
-from pytest_llmfit.gguf import GGUFFile, read_gguf
+from pytest_llmfit.gguf import GGUFFile, SkippedArray, ValueType, read_gguf, write_stub
 
 FAST = settings(
     max_examples=120,
@@ -108,7 +110,8 @@ def read_bounded(path: Path) -> GGUFFile | None:
 
 def check_invariants(model: GGUFFile) -> None:
     assert model.alignment > 0 and model.alignment & (model.alignment - 1) == 0
-    assert model.data_offset % model.alignment == 0
+    if any(t.shard == 0 for t in model.tensors):  # no tensors, no padding (as in gguf.cpp)
+        assert model.data_offset % model.alignment == 0
     if model.header_only:
         assert model.tensors
     names = [t.name for t in model.tensors]
@@ -356,3 +359,126 @@ def test_split_sets(scratch: Path, count: int, data: st.DataObject, fault: str) 
         pass  # the given file then claims to be a whole model: either outcome is fine
     else:
         assert model is None
+
+
+# -- differential: llama.cpp's own reader -----------------------------------------------------
+
+
+class LlamaCppGGUF:
+    """gguf_init_from_file from the libggml-base that llama-cpp-python ships, via ctypes."""
+
+    def __init__(self, library: str) -> None:
+        import ctypes
+
+        class Params(ctypes.Structure):
+            _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+        self.params = Params(True, None)
+        lib = ctypes.CDLL(library)
+        lib.gguf_init_from_file.restype = ctypes.c_void_p
+        lib.gguf_init_from_file.argtypes = [ctypes.c_char_p, Params]
+        lib.gguf_free.argtypes = [ctypes.c_void_p]
+        lib.gguf_get_data_offset.restype = ctypes.c_size_t
+        lib.gguf_get_data_offset.argtypes = [ctypes.c_void_p]
+        lib.gguf_get_n_tensors.restype = ctypes.c_int64
+        lib.gguf_get_n_tensors.argtypes = [ctypes.c_void_p]
+        self.lib = lib
+
+    def read(self, path: Path) -> tuple[int, int] | None:
+        """(n_tensors, data offset), or None where llama.cpp refuses the file."""
+        ctx = self.lib.gguf_init_from_file(os.fsencode(path), self.params)
+        if not ctx:
+            return None
+        try:
+            return self.lib.gguf_get_n_tensors(ctx), self.lib.gguf_get_data_offset(ctx)
+        finally:
+            self.lib.gguf_free(ctx)
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_gguf() -> LlamaCppGGUF:
+    spec = importlib.util.find_spec("llama_cpp")  # located, not imported
+    if spec is None or spec.origin is None:
+        pytest.skip("llama-cpp-python is not installed")
+    folder = Path(spec.origin).parent / "lib"
+    libraries = sorted(folder.glob("libggml-base.*")) + sorted(folder.glob("ggml-base.dll"))
+    if not libraries:
+        pytest.skip(f"no libggml-base in {folder}")
+    return LlamaCppGGUF(str(libraries[0]))
+
+
+def has_nested_array(model: GGUFFile) -> bool:
+    for value in model.metadata.values():
+        if isinstance(value, SkippedArray) and value.item_type == ValueType.ARRAY:
+            return True
+        if isinstance(value, tuple) and any(isinstance(v, (tuple, SkippedArray)) for v in value):
+            return True
+    return False
+
+
+@settings(FAST, max_examples=300)
+@given(
+    name=st.sampled_from([n for n in BASE_NAMES if n != "nested"]),
+    mode=st.sampled_from(["flip", "u64", "field", "cut"]),
+    pos=st.integers(0, 2**16),
+    value=HOSTILE_U64,
+    width=st.sampled_from([1, 4, 8]),
+)
+def test_agrees_with_llama_cpp(
+    scratch: Path,
+    llama_cpp_gguf: LlamaCppGGUF,
+    name: str,
+    mode: str,
+    pos: int,
+    value: int,
+    width: int,
+) -> None:
+    """Accepts what gguf.cpp accepts and refuses what it refuses, bar the documented extras.
+
+    Extras: a stub ending before its data section is accepted (gguf.cpp cannot seek there),
+    nested arrays are accepted (gguf.cpp refuses them), and data missing from the file or
+    a broken split set is refused (gguf.cpp does not look at the data or at other files).
+    """
+    built = BASES[name]
+    data = built.data
+    if mode == "flip":
+        at = pos % built.data_offset
+        data = data[:at] + bytes([data[at] ^ (value % 255 + 1)]) + data[at + 1 :]
+    elif mode == "u64":
+        data = mutate(data, pos % built.data_offset, struct.pack("<Q", value)[:width])
+    elif mode == "field":
+        starts = field_starts(built)
+        data = mutate(data, starts[pos % len(starts)], struct.pack("<Q", value)[:width])
+    else:
+        data = data[: pos % (len(data) + 1)]
+    path = scratch / "differential.gguf"
+    path.write_bytes(data)
+    theirs = llama_cpp_gguf.read(path)
+    try:
+        ours: GGUFFile | None = read_gguf(path)
+        reason = ""
+    except GGUFError as error:
+        ours, reason = None, error.reason
+    if ours is None:
+        if theirs is not None:
+            assert "data section truncated" in reason or "split" in reason, reason
+    elif theirs is None:
+        assert ours.header_only or has_nested_array(ours)
+    elif len(ours.shards) == 1:
+        assert (len(ours.tensors), ours.data_offset) == theirs
+
+
+@pytest.mark.parametrize("name", BASE_NAMES)
+def test_stubs_are_accepted_by_llama_cpp(
+    scratch: Path, llama_cpp_gguf: LlamaCppGGUF, name: str
+) -> None:
+    source = scratch / f"source-{name}.gguf"
+    source.write_bytes(BASES[name].data)
+    stub = scratch / f"stub-{name}.gguf"
+    write_stub(source, stub)
+    model = read_gguf(stub)
+    theirs = llama_cpp_gguf.read(stub)
+    if name == "nested":
+        assert theirs is None  # gguf.cpp refuses nested arrays; this reader keeps them
+    else:
+        assert theirs == (len(model.tensors), model.data_offset)

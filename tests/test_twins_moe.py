@@ -1,4 +1,4 @@
-"""Shape twins of MoE, MLA, SWA+sinks, recurrent and hybrid models (twins/moe.py, twins/recurrent.py).
+"""Shape twins of MoE, MLA, SWA + sinks, recurrent and hybrid models (moe.py, recurrent.py).
 
 What is checked without llama.cpp:
 - each table has the tensor count llama.cpp's ``load_arch_tensors`` asks for (derived here
@@ -22,8 +22,15 @@ from typing import Any
 
 import pytest
 
-from pytest_llmfit.twins import MODELS, data_size, get_model, tensor_types, write_twin
-from pytest_llmfit.twins import moe, recurrent
+from pytest_llmfit.twins import (
+    MODELS,
+    data_size,
+    get_model,
+    moe,
+    recurrent,
+    tensor_types,
+    write_twin,
+)
 from pytest_llmfit.twins.spec import ModelShape
 
 SHAPES: tuple[ModelShape, ...] = moe.SHAPES + recurrent.SHAPES
@@ -307,3 +314,16 @@ def test_recorded_granite_hybrid_kv_and_state() -> None:
         assert abs(_kv_bytes(case) - 4 * case["n_ctx"] * 4 * 128 * 2 * per) <= MIB_ROUNDING
         rs = sum(case["buffers"]["rs"].values())
         assert abs(rs - 36 * (conv + ssm) * 4) <= MIB_ROUNDING
+
+
+def test_recorded_gpt_oss_sliding_window_cache() -> None:
+    """12 full layers of n_ctx cells; 12 SWA layers of n_ctx cells with swa_full (llama-cpp-
+    python's default), else of pad(min(n_ctx, n_swa + n_ubatch), 256) cells."""
+    row = 8 * 64 * 2  # K + V, per cell, 8 KV heads of 64
+    for case in _ok_cases(_recorded("gpt-oss-20b")):
+        s = case["settings"]
+        per = BYTES[s["cache_type"]]
+        n_ctx = case["n_ctx"]
+        swa_cells = n_ctx if s["swa_full"] else -(-min(n_ctx, 128 + s["n_ubatch"]) // 256) * 256
+        expected = 12 * n_ctx * row * per + 12 * swa_cells * row * per
+        assert abs(_kv_bytes(case) - expected) <= 2 * MIB_ROUNDING

@@ -66,7 +66,9 @@ def _gqa(
 
 # --- Mixtral 8x7B: arch "llama" with experts ------------------------------------------------
 
-_MIXTRAL = dict(n_embd=4096, n_layer=32, n_head=32, n_head_kv=8, n_ff=14336, n_expert=8)
+_MIXTRAL: dict[str, int] = dict(
+    n_embd=4096, n_layer=32, n_head=32, n_head_kv=8, n_ff=14336, n_expert=8
+)
 
 
 def _mixtral_tensors() -> list[TensorSpec]:
@@ -211,7 +213,7 @@ QWEN3_30B_A3B = ModelShape(
 
 # --- DeepSeek-V2-Lite: deepseek2, MLA, 64 routed + 2 shared experts, first layer dense -----
 
-_DSV2L = dict(
+_DSV2L: dict[str, int] = dict(
     n_embd=2048,
     n_layer=27,
     n_head=16,

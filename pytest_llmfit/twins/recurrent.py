@@ -1,4 +1,4 @@
-"""Recurrent and hybrid shape twins: Mamba (pure state-space) and Granite 4.0-H (Mamba-2 + attention).
+"""Recurrent and hybrid shape twins: Mamba (state-space) and Granite 4.0-H (Mamba-2 + attention).
 
 Recurrent layers hold a fixed state per sequence instead of a KV cache: for Mamba-1 a conv
 state of ``(d_conv - 1) x d_inner`` and an SSM state of ``d_state x d_inner`` per layer; for
@@ -28,7 +28,9 @@ def _w(name: str, *shape: int) -> TensorSpec:
 
 # --- Mamba 2.8B: arch "mamba" (Mamba-1), tied embeddings ------------------------------------
 
-_MAMBA = dict(n_embd=2560, n_layer=64, n_vocab=50280, d_conv=4, d_state=16, dt_rank=160)
+_MAMBA: dict[str, int] = dict(
+    n_embd=2560, n_layer=64, n_vocab=50280, d_conv=4, d_state=16, dt_rank=160
+)
 
 
 def _mamba_28b_tensors() -> list[TensorSpec]:
@@ -86,13 +88,13 @@ MAMBA_28B = ModelShape(
 
 # --- Granite 4.0-H-Tiny: arch "granitehybrid" (Mamba-2 + 4 attention layers, MoE + shared) --
 
-_GRANITE_H_TINY = dict(
+_GRANITE_ATTN_LAYERS = (5, 15, 25, 35)
+_GRANITE_H_TINY: dict[str, int] = dict(
     n_embd=1536,
     n_layer=40,
     n_vocab=100352,
     n_head=12,
     n_head_kv=4,
-    attn_layers=(5, 15, 25, 35),
     n_ff_exp=512,
     n_expert=64,
     n_ff_shexp=1024,
@@ -114,7 +116,7 @@ def _granite_h_tiny_tensors() -> list[TensorSpec]:
     out = [_w("token_embd.weight", n_embd, c["n_vocab"]), _f32("output_norm.weight", n_embd)]
     for i in range(c["n_layer"]):
         out.append(_f32(f"blk.{i}.attn_norm.weight", n_embd))
-        if i in c["attn_layers"]:
+        if i in _GRANITE_ATTN_LAYERS:
             out += [
                 _w(f"blk.{i}.attn_q.weight", n_embd, c["n_head"] * head_dim),
                 _w(f"blk.{i}.attn_k.weight", n_embd, c["n_head_kv"] * head_dim),
@@ -159,9 +161,7 @@ GRANITE_4_H_TINY = ModelShape(
         "feed_forward_length": 512,
         "attention.head_count": 12,
         # per layer: 4 on the attention layers, 0 marks a recurrent (Mamba-2) layer
-        "attention.head_count_kv": [
-            4 if i in _GRANITE_H_TINY["attn_layers"] else 0 for i in range(40)
-        ],
+        "attention.head_count_kv": [4 if i in _GRANITE_ATTN_LAYERS else 0 for i in range(40)],
         "rope.dimension_count": 128,
         "rope.freq_base": 10000.0,
         "rope.scaling.finetuned": False,

@@ -1,0 +1,502 @@
+"""From a test's requirement and the session's host to a decision: run, skip, xfail, fail
+or benchmark, with a reason that carries the numbers.
+
+Plain Python: the pytest glue turns markers into (name, args, kwargs) and calls
+:func:`parse_requirement` and :func:`decide`; anything else (a notebook, another runner)
+can do the same. Reasons are deterministic for one host, so ``pytest -rs`` groups them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, LlmfitError
+from .estimate import Settings
+from .gguf import GGUFFile, read_gguf
+from .hardware import Gpu, Host
+from .plan import Plan, plan
+from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
+from .units import format_size, parse_size
+
+MARKERS: dict[str, str] = {
+    "requires_vram": "requires_vram(size, *, per_device=False, on_nofit=None): free VRAM "
+    "summed over the visible GPUs (llama.cpp splits layers across them), or on one GPU "
+    "with per_device=True. Sizes like '24GB' (10**9) or '16GiB' (2**30).",
+    "requires_ram": "requires_ram(size, *, on_nofit=None): available host RAM "
+    "(a container's memory limit applied).",
+    "requires_gpu": "requires_gpu(count=1, *, vendor=None, name=None, "
+    "min_compute_capability=None, on_nofit=None): at least count matching GPUs.",
+    "requires_model": "requires_model(path, *, n_ctx=4096, cache_type='f16', "
+    "flash_attn='auto', n_ubatch=512, n_batch=512, n_seq=1, min_tokens_per_second=None, "
+    "on_nofit=None, on_offload=None): the model's memory need, computed from its GGUF "
+    "header, fits the host (a header-only stub is enough).",
+}
+
+_MODEL_SETTINGS = {
+    "n_ctx",
+    "n_batch",
+    "n_ubatch",
+    "n_seq",
+    "cache_type",
+    "cache_type_k",
+    "cache_type_v",
+    "flash_attn",
+    "swa_full",
+}
+_ALLOWED_KWARGS: dict[str, set[str]] = {
+    "requires_vram": {"size", "per_device", "on_nofit"},
+    "requires_ram": {"size", "on_nofit"},
+    "requires_gpu": {"count", "vendor", "name", "min_compute_capability", "on_nofit"},
+    "requires_model": {"path", "min_tokens_per_second", "on_nofit", "on_offload"} | _MODEL_SETTINGS,
+}
+_POSITIONAL = {
+    "requires_vram": ("size",),
+    "requires_ram": ("size",),
+    "requires_gpu": ("count",),
+    "requires_model": ("path",),
+}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One marker, checked and normalised."""
+
+    marker: str
+    summary: str  # "requires_vram 24.0 GB", "requires_model llama.gguf @8192"
+    need_bytes: int | None = None
+    per_device: bool = False
+    count: int = 0
+    vendor: str | None = None
+    name: str | None = None
+    min_compute_capability: tuple[int, int] | None = None
+    model_path: str | None = None
+    settings: Settings | None = None
+    min_tokens_per_second: float | None = None
+    on_nofit: str | None = None
+    on_offload: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def marker_dict(self) -> dict[str, Any]:
+        return {"name": self.marker, "args": list(self.args), "kwargs": dict(self.kwargs)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # "run", "skip", "xfail", "fail", "benchmark", or "error" for bad input
+    fits: bool
+    reason: str
+    requirement: str
+    need_bytes: int | None = None
+    have_bytes: int | None = None
+    plan: dict[str, Any] | None = None
+    markers: tuple[dict[str, Any], ...] = field(default=())
+
+    @property
+    def predicted_tokens_per_second(self) -> float | None:
+        if not self.plan:
+            return None
+        value = self.plan.get("tokens_per_second")
+        return float(value) if value is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.action,
+            "fits": self.fits,
+            "reason": self.reason,
+            "requirement": self.requirement,
+            "need_bytes": self.need_bytes,
+            "have_bytes": self.have_bytes,
+            "plan": self.plan,
+            "markers": list(self.markers),
+            "predicted_tokens_per_second": self.predicted_tokens_per_second,
+        }
+
+
+def _bind(
+    marker: str, args: Sequence[Any], kwargs: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    names = _POSITIONAL[marker]
+    if len(args) > len(names):
+        raise ConfigError(
+            tuple(args),
+            f"at most {len(names)} positional argument(s) ({', '.join(names)})",
+            source=source,
+        )
+    bound = dict(zip(names, args, strict=False))
+    for key, value in kwargs.items():
+        if key not in _ALLOWED_KWARGS[marker]:
+            accepted = ", ".join(sorted(_ALLOWED_KWARGS[marker]))
+            raise ConfigError(key, f"an argument of {marker} ({accepted})", source=source)
+        if key in bound:
+            raise ConfigError(
+                key, "given once", hint="passed both by position and by name", source=source
+            )
+        bound[key] = value
+    return bound
+
+
+def _cc(value: object, source: str) -> tuple[int, int]:
+    try:
+        if isinstance(value, (tuple, list)) and len(value) == 2:
+            return int(value[0]), int(value[1])
+        major, _, minor = str(value).partition(".")
+        return int(major), int(minor or 0)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            value, "a compute capability like '8.0' or (8, 9)", source=source
+        ) from None
+
+
+def parse_requirement(
+    marker: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    *,
+    source: str,
+    models_dir: str | None = None,
+    root: str | None = None,
+) -> Requirement:
+    """Check one marker's arguments; ``source`` names it in errors
+    (``"marker requires_vram on tests/test_x.py::test_y"``)."""
+    if marker not in MARKERS:
+        raise ConfigError(marker, f"a pytest-llmfit marker ({', '.join(MARKERS)})", source=source)
+    bound = _bind(marker, args, kwargs, source)
+    common: dict[str, Any] = {
+        "marker": marker,
+        "args": tuple(args),
+        "kwargs": tuple(sorted(kwargs.items())),
+        "on_nofit": resolve_action(
+            bound.get("on_nofit"), "skip", allowed=NOFIT_ACTIONS, source=f"on_nofit of {source}"
+        )
+        if bound.get("on_nofit") is not None
+        else None,
+    }
+    if marker in ("requires_vram", "requires_ram"):
+        if "size" not in bound:
+            raise ConfigError(
+                None, "a size like '24GB'", hint=f"{marker} needs a size", source=source
+            )
+        need = parse_size(bound["size"], source=source)
+        per_device = bool(bound.get("per_device", False))
+        # The size as the user wrote it: "24GB" and "24GiB" must not both read "25.8 GB".
+        written = bound["size"] if isinstance(bound["size"], str) else format_size(need)
+        summary = f"{marker} {str(written).strip()}" + (" per GPU" if per_device else "")
+        return Requirement(summary=summary, need_bytes=need, per_device=per_device, **common)
+    if marker == "requires_gpu":
+        count = bound.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(count, "a GPU count of 1 or more", source=source)
+        cc = bound.get("min_compute_capability")
+        min_cc = _cc(cc, source) if cc is not None else None
+        parts = [f"requires_gpu {count}x"]
+        if bound.get("vendor"):
+            parts.append(str(bound["vendor"]))
+        if bound.get("name"):
+            parts.append(repr(str(bound["name"])))
+        if min_cc:
+            parts.append(f"cc>={min_cc[0]}.{min_cc[1]}")
+        return Requirement(
+            summary=" ".join(parts),
+            count=count,
+            vendor=str(bound["vendor"]).lower() if bound.get("vendor") else None,
+            name=str(bound["name"]) if bound.get("name") else None,
+            min_compute_capability=min_cc,
+            **common,
+        )
+    # requires_model
+    path = bound.get("path")
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(path, "a GGUF file path", source=source)
+    resolved = _resolve_model_path(str(path), models_dir, root)
+    settings_kwargs = {k: v for k, v in bound.items() if k in _MODEL_SETTINGS}
+    cache = settings_kwargs.pop("cache_type", None)
+    if cache is not None:
+        settings_kwargs.setdefault("cache_type_k", cache)
+        settings_kwargs.setdefault("cache_type_v", cache)
+    try:
+        settings = Settings(**settings_kwargs).validated(source=source)
+    except TypeError as error:  # a wrong type for a numeric field
+        raise ConfigError(
+            settings_kwargs, "valid model settings", hint=str(error), source=source
+        ) from None
+    min_tps = bound.get("min_tokens_per_second")
+    if min_tps is not None and (
+        isinstance(min_tps, bool) or not isinstance(min_tps, (int, float)) or min_tps <= 0
+    ):
+        raise ConfigError(min_tps, "a positive number of tokens per second", source=source)
+    on_offload = bound.get("on_offload")
+    if on_offload is not None:
+        on_offload = resolve_action(
+            on_offload, "run", allowed=OFFLOAD_ACTIONS, source=f"on_offload of {source}"
+        )
+    return Requirement(
+        summary=f"requires_model {os.path.basename(resolved)} @{settings.n_ctx}",
+        model_path=resolved,
+        settings=settings,
+        min_tokens_per_second=float(min_tps) if min_tps is not None else None,
+        on_offload=on_offload,
+        **common,
+    )
+
+
+def _resolve_model_path(path: str, models_dir: str | None, root: str | None) -> str:
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        return expanded
+    base = models_dir or root or os.getcwd()
+    if models_dir and not os.path.isabs(models_dir) and root:
+        base = os.path.join(root, models_dir)
+    return os.path.normpath(os.path.join(base, expanded))
+
+
+class ModelCache:
+    """Headers and plans computed once per session, keyed by path and settings."""
+
+    def __init__(self) -> None:
+        self._headers: dict[str, GGUFFile | LlmfitError] = {}
+        self._plans: dict[tuple[str, Settings, int], Plan] = {}
+
+    def header(self, path: str) -> GGUFFile:
+        cached = self._headers.get(path)
+        if cached is None:
+            try:
+                cached = read_gguf(path)
+            except LlmfitError as error:
+                cached = error
+            self._headers[path] = cached
+        if isinstance(cached, LlmfitError):
+            raise cached
+        return cached
+
+    def plan(self, path: str, host: Host, settings: Settings, headroom: int) -> Plan:
+        key = (path, settings, headroom)
+        if key not in self._plans:
+            self._plans[key] = plan(self.header(path), host, settings, headroom=headroom)
+        return self._plans[key]
+
+
+def _basis_gpus(host: Host, basis: str) -> list[tuple[Gpu, int]]:
+    return [(g, g.memory_total if basis == "total" else g.memory_free) for g in host.gpus]
+
+
+def _have_line(host: Host, basis: str) -> str:
+    gpus = _basis_gpus(host, basis)
+    ram = host.ram.total if basis == "total" else host.ram.available
+    if not gpus:
+        return f"{format_size(ram)} RAM (no GPU)"
+    names: dict[str, int] = {}
+    for gpu, _ in gpus:
+        names[gpu.name] = names.get(gpu.name, 0) + 1
+    label = ", ".join(f"{n}x {name}" for name, n in names.items())
+    vram = sum(mem for _, mem in gpus)
+    return f"{format_size(vram)} VRAM ({label}) + {format_size(ram)} RAM"
+
+
+def decide(
+    req: Requirement,
+    host: Host,
+    session: SessionSettings,
+    cache: ModelCache | None = None,
+) -> Decision:
+    """The decision for one requirement on ``host`` under the session's settings."""
+    on_nofit = req.on_nofit or session.on_nofit
+    base: dict[str, Any] = {"requirement": req.summary, "markers": (req.marker_dict(),)}
+    basis = session.basis
+    if req.marker == "requires_vram":
+        assert req.need_bytes is not None
+        gpus = _basis_gpus(host, basis)
+        have = max((m for _, m in gpus), default=0) if req.per_device else sum(m for _, m in gpus)
+        where = "on one GPU" if req.per_device else "VRAM"
+        label = _have_line(host, basis).split(" + ")[0]
+        fits = req.need_bytes <= have and bool(gpus)
+        reason = f"{req.summary}: needs {format_size(req.need_bytes)} {where}; have {label}" + (
+            "" if fits else f"; short by {format_size(req.need_bytes - have)}"
+        )
+        return _verdict(fits, reason, on_nofit, need=req.need_bytes, have=have, **base)
+    if req.marker == "requires_ram":
+        assert req.need_bytes is not None
+        have = host.ram.total if basis == "total" else host.ram.available
+        fits = req.need_bytes <= have
+        reason = (
+            f"{req.summary}: needs {format_size(req.need_bytes)} RAM; have {format_size(have)}"
+            + (" (container limit)" if host.ram.cgroup_limit else "")
+            + ("" if fits else f"; short by {format_size(req.need_bytes - have)}")
+        )
+        return _verdict(fits, reason, on_nofit, need=req.need_bytes, have=have, **base)
+    if req.marker == "requires_gpu":
+        matching = [g for g in host.gpus if _gpu_matches(req, g)]
+        fits = len(matching) >= req.count
+        seen = ", ".join(g.name for g in host.gpus) or "no GPU"
+        reason = f"{req.summary}: found {len(matching)} matching of {len(host.gpus)} ({seen})"
+        return _verdict(fits, reason, on_nofit, need=None, have=None, **base)
+    return _decide_model(req, host, session, cache or ModelCache(), on_nofit, base)
+
+
+def _gpu_matches(req: Requirement, gpu: Gpu) -> bool:
+    if req.vendor and gpu.vendor.lower() != req.vendor:
+        return False
+    if req.name and req.name.lower() not in gpu.name.lower():
+        return False
+    if req.min_compute_capability:
+        return gpu.compute_capability is not None and (
+            gpu.compute_capability >= req.min_compute_capability
+        )
+    return True
+
+
+def _verdict(
+    fits: bool,
+    reason: str,
+    on_nofit: str,
+    *,
+    need: int | None,
+    have: int | None,
+    requirement: str,
+    markers: tuple[dict[str, Any], ...],
+) -> Decision:
+    return Decision(
+        action="run" if fits else on_nofit,
+        fits=fits,
+        reason=reason,
+        requirement=requirement,
+        need_bytes=need,
+        have_bytes=have,
+        markers=markers,
+    )
+
+
+def _decide_model(
+    req: Requirement,
+    host: Host,
+    session: SessionSettings,
+    cache: ModelCache,
+    on_nofit: str,
+    base: dict[str, Any],
+) -> Decision:
+    assert req.model_path is not None and req.settings is not None
+    if session.basis == "total":
+        host = _as_total(host)
+    result = cache.plan(req.model_path, host, req.settings, session.headroom)
+    fp = result.footprint
+    need = fp.total_bytes
+    have_line = _have_line(host, "free")
+    plan_dict = result.to_dict()["plan"] | {"fits": result.fits}
+    tps = result.tokens_per_second
+    speed = f"; predicted {tps:.1f} tokens/s" if tps is not None else ""
+    if not result.fits:
+        reason = (
+            f"{req.summary}: needs {format_size(need)}; have {have_line}; "
+            f"short by {format_size(result.shortfall_bytes)}"
+        )
+        return Decision(
+            action=on_nofit,
+            fits=False,
+            reason=reason,
+            need_bytes=need,
+            have_bytes=None,
+            plan=plan_dict,
+            **base,
+        )
+    if req.min_tokens_per_second is not None and (tps is None or tps < req.min_tokens_per_second):
+        shown = f"{tps:.1f}" if tps is not None else "unknown"
+        reason = (
+            f"{req.summary}: predicted {shown} tokens/s < required "
+            f"{req.min_tokens_per_second:g} tokens/s ({result.mode}, "
+            f"{result.n_gpu_layers}/{result.n_layers_total} layers on GPU)"
+        )
+        return Decision(
+            action=on_nofit, fits=False, reason=reason, need_bytes=need, plan=plan_dict, **base
+        )
+    where = {
+        "gpu": f"all {result.n_layers_total} layers on GPU",
+        "partial": f"partial offload, {result.n_gpu_layers}/{result.n_layers_total} layers "
+        f"on GPU, {format_size(result.host_bytes)} in RAM",
+        "cpu": "CPU only",
+    }[result.mode]
+    reason = f"{req.summary}: needs {format_size(need)}; {where}{speed}"
+    # Partial and CPU-only runs read weights from host RAM: the model fits only by offloading.
+    action = "run"
+    if result.mode in ("partial", "cpu"):
+        action = req.on_offload or session.on_offload
+    return Decision(
+        action=action, fits=True, reason=reason, need_bytes=need, plan=plan_dict, **base
+    )
+
+
+def _as_total(host: Host) -> Host:
+    from dataclasses import replace
+
+    return replace(
+        host,
+        gpus=tuple(replace(g, memory_free=g.memory_total) for g in host.gpus),
+        ram=replace(host.ram, available=host.ram.total),
+    )
+
+
+_SEVERITY = {"error": 5, "fail": 4, "xfail": 3, "skip": 2, "benchmark": 1, "run": 0}
+
+
+def combine(decisions: Sequence[Decision], *, strict: bool = False) -> Decision:
+    """One decision for a test with several markers: every requirement must fit; the most
+    severe action wins and the reasons of the requirements that decided are joined.
+    ``strict`` (``--llmfit-strict``) turns a hardware skip into a failure."""
+    if not decisions:
+        raise ValueError("combine() needs at least one decision")
+    worst = max(decisions, key=lambda d: _SEVERITY[d.action])
+    deciding = (
+        [d for d in decisions if d.action == worst.action] if worst.action != "run" else [worst]
+    )
+    reason = "; ".join(dict.fromkeys(d.reason for d in deciding))
+    action = worst.action
+    if strict and action == "skip":
+        action = "fail"
+        reason = f"{reason} (--llmfit-strict: a hardware skip fails)"
+    plans = [d.plan for d in decisions if d.plan]
+    return Decision(
+        action=action,
+        fits=all(d.fits for d in decisions),
+        reason=reason,
+        requirement=" + ".join(d.requirement for d in decisions),
+        need_bytes=worst.need_bytes,
+        have_bytes=worst.have_bytes,
+        plan=plans[0] if plans else None,
+        markers=tuple(m for d in decisions for m in d.markers),
+    )
+
+
+def gpu_needs(decision: Decision, host: Host, *, per_device: bool = False) -> dict[str, int]:
+    """Bytes a running test will hold on each GPU (keyed by UUID), for the xdist ledger.
+
+    A model test holds what its plan puts on each GPU; a ``requires_vram`` test holds its
+    size, spread over the GPUs in proportion to their free memory (as llama.cpp would
+    split), or on the GPU with the most free memory when ``per_device``."""
+    keys = [g.uuid or f"GPU-{g.index}" for g in host.gpus]
+    if decision.plan and decision.plan.get("devices"):
+        needs: dict[str, int] = {}
+        by_index = {
+            (g.cuda_index if g.cuda_index is not None else g.index): k
+            for g, k in zip(host.gpus, keys, strict=True)
+        }
+        for device in decision.plan["devices"]:
+            key = by_index.get(device.get("index"))
+            if key is not None and device.get("need_bytes"):
+                needs[key] = int(device["need_bytes"])
+        return needs
+    if (
+        decision.need_bytes is None
+        or not host.gpus
+        or not any(m.get("name") == "requires_vram" for m in decision.markers)
+    ):
+        return {}
+    if per_device:
+        best = max(range(len(host.gpus)), key=lambda i: host.gpus[i].memory_free)
+        return {keys[best]: decision.need_bytes}
+    total_free = sum(g.memory_free for g in host.gpus) or 1
+    return {
+        k: -(-decision.need_bytes * g.memory_free // total_free)
+        for g, k in zip(host.gpus, keys, strict=True)
+    }

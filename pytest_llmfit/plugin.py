@@ -1,0 +1,472 @@
+"""The pytest glue: options, markers, decisions at collection, enforcement at setup,
+fixtures and the report. Everything it decides comes from the plain library below it
+(settings, decide, plan, report); this module only moves values between pytest and it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .decide import MARKERS, Decision, ModelCache, combine, decide, gpu_needs, parse_requirement
+from .errors import LlmfitError
+from .estimate import Footprint, Settings, estimate
+from .hardware import Host
+from .plan import Plan, plan
+from .settings import OPTIONS, SessionSettings, resolve
+from .units import parse_size
+
+REPORT_KEY = "llmfit"  # attribute on TestReport objects; xdist serialises it to the controller
+
+
+@dataclass
+class LlmfitState:
+    """Per-session state, kept in ``config.stash``."""
+
+    settings: SessionSettings
+    host: Host | None = None
+    cache: ModelCache = field(default_factory=ModelCache)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    probed: bool = False
+    ledger_dir: str | None = None  # set on xdist workers: the session's shared VRAM ledger
+    ledger_timeout: float = 600.0
+
+    def get_host(self) -> Host:
+        if self.host is None:
+            self.host = load_host(self.settings)
+            self.probed = True
+        return self.host
+
+
+state_key = pytest.StashKey[LlmfitState]()
+decision_key = pytest.StashKey[Decision]()
+reservation_key = pytest.StashKey[Any]()
+extra_key = pytest.StashKey[dict[str, Any]]()
+
+
+def load_host(settings: SessionSettings) -> Host:
+    """The session's host: simulated from --llmfit-hardware, else probed (once)."""
+    if settings.hardware:
+        from .profiles import resolve_hardware
+
+        return resolve_hardware(settings.hardware, source=settings.source_of("hardware"))
+    from .probes import detect_host
+
+    return detect_host()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests() -> None:
+    # Before any conftest can import torch or llama_cpp: an xdist worker started with
+    # --llmfit-pin-gpus sees only its own GPUs (the controller chose the shares).
+    from ._xdist import pin_worker_gpus
+
+    pin_worker_gpus()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llmfit", "hardware-aware LLM tests (pytest-llmfit)")
+    for option in OPTIONS:
+        dest = f"llmfit_{option.name}"
+        if option.kind == "bool":
+            group.addoption(
+                option.flag,
+                action="store_true",
+                default=None,
+                dest=dest,
+                help=f"{option.help} [env {option.env}, ini {option.ini}]",
+            )
+        else:
+            group.addoption(
+                option.flag,
+                default=None,
+                dest=dest,
+                metavar=option.name.upper(),
+                help=f"{option.help} [env {option.env}, ini {option.ini}]",
+            )
+        parser.addini(option.ini, help=option.help, default=None)
+    group.addoption(
+        "--llmfit-report",
+        action="store_true",
+        default=False,
+        help="print what ran where and why after the tests",
+    )
+    group.addoption(
+        "--llmfit-report-json", default=None, metavar="PATH", help="write the llmfit report as JSON"
+    )
+    group.addoption(
+        "--llmfit-report-md",
+        default=None,
+        metavar="PATH",
+        help="write the llmfit report as Markdown",
+    )
+    group.addoption(
+        "--llmfit-pin-gpus",
+        action="store_true",
+        default=False,
+        help="under pytest-xdist, give each worker its own share of the GPUs",
+    )
+
+
+def _ini_values(config: pytest.Config) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        raw = config.getini(option.ini)
+        if raw not in (None, "", []):
+            values[option.name] = raw
+    return values
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for doc in MARKERS.values():
+        config.addinivalue_line("markers", doc)  # "name(args): what it checks"
+    cli = {o.name: config.getoption(f"llmfit_{o.name}") for o in OPTIONS}
+    try:
+        settings = resolve(cli, os.environ, _ini_values(config))
+    except LlmfitError as error:
+        raise pytest.UsageError(f"pytest-llmfit: {error}") from None
+    state = LlmfitState(settings=settings)
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input and worker_input.get("llmfit_host"):
+        state.host = Host.from_dict(worker_input["llmfit_host"])
+    if worker_input and worker_input.get("llmfit_ledger"):
+        state.ledger_dir = worker_input["llmfit_ledger"]
+    config.stash[state_key] = state
+    config.pluginmanager.register(LlmfitSession(config), "llmfit-session")
+    if config.pluginmanager.hasplugin("xdist"):
+        from ._xdist import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(config), "llmfit-xdist")
+    if settings.expect:
+        _check_expected_host(state)
+
+
+def _check_expected_host(state: LlmfitState) -> None:
+    from .profiles import resolve_hardware
+
+    source = state.settings.source_of("expect")
+    try:
+        expected = resolve_hardware(str(state.settings.expect), source=source)
+        actual = state.get_host()
+    except LlmfitError as error:
+        raise pytest.UsageError(f"pytest-llmfit: {error}") from None
+    problem = host_mismatch(expected, actual)
+    if problem:
+        raise pytest.UsageError(
+            f"pytest-llmfit: this host is not {state.settings.expect!r} ({source}): {problem}"
+        )
+
+
+def host_mismatch(expected: Host, actual: Host) -> str | None:
+    """Why ``actual`` is not the host a CI job says it runs on, or None when it is."""
+    want = sorted(g.name for g in expected.gpus)
+    have = sorted(g.name for g in actual.gpus)
+    if len(want) != len(have):
+        return (
+            f"expected {len(want)} GPU(s) ({', '.join(want) or 'none'}), found {len(have)} "
+            f"({', '.join(have) or 'none'})"
+        )
+    for w, h in zip(want, have, strict=True):
+        if w.lower() not in h.lower() and h.lower() not in w.lower():
+            return f"expected {w}, found {h}"
+    for e, a in zip(
+        sorted(expected.gpus, key=lambda g: g.name),
+        sorted(actual.gpus, key=lambda g: g.name),
+        strict=True,
+    ):
+        if a.memory_total < 0.95 * e.memory_total:
+            return (
+                f"{a.name} has {a.memory_total / 1e9:.1f} GB, expected "
+                f"{e.memory_total / 1e9:.1f} GB"
+            )
+    return None
+
+
+def _marks(item: pytest.Item) -> list[pytest.Mark]:
+    return [m for m in item.iter_markers() if m.name in MARKERS]
+
+
+def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
+    """The decision for one test from all its llmfit markers, or None if it has none."""
+    marks = _marks(item)
+    if not marks:
+        return None
+    decisions = []
+    root = str(item.config.rootpath)
+    for mark in marks:
+        source = f"marker {mark.name} on {item.nodeid}"
+        try:
+            req = parse_requirement(
+                mark.name,
+                mark.args,
+                mark.kwargs,
+                source=source,
+                models_dir=state.settings.models_dir,
+                root=root,
+            )
+            decisions.append(decide(req, state.get_host(), state.settings, state.cache))
+        except LlmfitError as error:
+            marker = {"name": mark.name, "args": list(mark.args), "kwargs": dict(mark.kwargs)}
+            decisions.append(
+                Decision(
+                    action="error",
+                    fits=False,
+                    reason=str(error),
+                    requirement=mark.name,
+                    markers=(marker,),
+                )
+            )
+    return combine(decisions, strict=state.settings.strict)
+
+
+def new_record(nodeid: str, decision: Decision) -> dict[str, Any]:
+    record: dict[str, Any] = {"nodeid": nodeid, **decision.to_dict()}
+    record.update(
+        outcome=None,
+        duration_s=None,
+        measured_tokens_per_second=None,
+        worker=os.environ.get("PYTEST_XDIST_WORKER"),
+    )
+    return record
+
+
+def outcome_of(report: pytest.TestReport) -> str | None:
+    """The test's outcome as this phase's report tells it, or None if it says nothing new."""
+    if report.when == "setup":
+        if report.skipped:
+            return "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        return "error" if report.failed else None
+    if report.when == "call":
+        if hasattr(report, "wasxfail"):
+            return "xpassed" if report.passed else "xfailed"
+        return report.outcome
+    return "error" if report.failed else None
+
+
+class LlmfitSession:
+    """The hooks that need the session's config; registered by pytest_configure."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @property
+    def state(self) -> LlmfitState:
+        return self.config.stash[state_key]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        state = self.state
+        for item in items:
+            decision = decide_item(item, state)
+            if decision is None:
+                continue
+            item.stash[decision_key] = decision
+            state.records[item.nodeid] = new_record(item.nodeid, decision)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        decision = item.stash.get(decision_key, None)
+        if decision is None:
+            return
+        item.user_properties.extend(
+            [
+                ("llmfit_decision", decision.action),
+                ("llmfit_requirement", decision.requirement),
+                ("llmfit_reason", decision.reason),
+            ]
+        )
+        if decision.plan:
+            plan_text = (
+                f"{decision.plan.get('mode')} {decision.plan.get('n_gpu_layers')}/"
+                f"{decision.plan.get('n_layers_total')}"
+            )
+            item.user_properties.append(("llmfit_plan", plan_text))
+        if decision.action == "error":
+            pytest.fail(f"pytest-llmfit: {decision.reason}", pytrace=False)
+        if decision.action == "skip":
+            # Reported at the test's own location, like a skip marker, so -rs groups by reason.
+            raise pytest.skip.Exception(decision.reason, _use_item_location=True)
+        if decision.action == "xfail":
+            pytest.xfail(decision.reason)
+        if decision.action in ("run", "benchmark") and self.state.ledger_dir:
+            self.reserve(item, decision)
+
+    def reserve(self, item: pytest.Item, decision: Decision) -> None:
+        """Hold this test's VRAM in the session's ledger so parallel workers never
+        oversubscribe a GPU; waits (bounded) while others hold it, then skips."""
+        from .ledger import Ledger, LedgerError
+
+        state = self.state
+        host = state.get_host()
+        per_device = any(m.get("kwargs", {}).get("per_device") for m in decision.markers)
+        needs = gpu_needs(decision, host, per_device=per_device)
+        if not needs:
+            return
+        budgets = {
+            (g.uuid or f"GPU-{g.index}"): (
+                g.memory_total if state.settings.basis == "total" else g.memory_free
+            )
+            for g in host.gpus
+        }
+        try:
+            reservation = Ledger(str(state.ledger_dir)).reserve(
+                needs, budgets, owner=item.nodeid, timeout=state.ledger_timeout
+            )
+        except LedgerError as error:
+            if state.settings.strict:
+                pytest.fail(f"pytest-llmfit: {error}", pytrace=False)
+            raise pytest.skip.Exception(
+                f"pytest-llmfit: {error}", _use_item_location=True
+            ) from None
+        item.stash[reservation_key] = reservation
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            reservation = item.stash.get(reservation_key, None)
+            if reservation is not None:
+                reservation.release()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        # "fail" is a test failure, not a setup error: it fails in the call phase, and the
+        # test body (which would not fit) never runs.
+        decision = item.stash.get(decision_key, None)
+        if decision is not None and decision.action == "fail":
+            pytest.fail(decision.reason, pytrace=False)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        decision = item.stash.get(decision_key, None)
+        if decision is not None:
+            record = new_record(item.nodeid, decision)
+            extras = item.stash.get(extra_key, None)
+            if extras:
+                record.update(extras)
+            # A plain attribute of the report: xdist serialises it to the controller.
+            setattr(report, REPORT_KEY, record)
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, REPORT_KEY, None)
+        if not isinstance(record, dict):
+            return
+        records = self.state.records
+        current = records.setdefault(report.nodeid, dict(record))
+        for key in ("measured_tokens_per_second", "worker"):
+            if record.get(key) is not None:
+                current[key] = record[key]
+        outcome = outcome_of(report)
+        if outcome is not None and current.get("outcome") not in ("failed", "error"):
+            current["outcome"] = outcome
+        if report.when == "call" or (report.when == "setup" and report.skipped):
+            current["duration_s"] = round(report.duration, 4)
+
+    def pytest_report_header(self) -> str | None:
+        state = self.state
+        # Nothing is probed unless a test asks; a simulated host or an explicit report
+        # request is reason enough to show the host up front.
+        if state.settings.hardware or state.host is not None or self.wants_report():
+            try:
+                return f"llmfit: {state.get_host().describe()}"
+            except LlmfitError as error:
+                raise pytest.UsageError(f"pytest-llmfit: {error}") from None
+        return None
+
+    def wants_report(self) -> bool:
+        option = self.config.getoption
+        return bool(
+            option("llmfit_report") or option("llmfit_report_json") or option("llmfit_report_md")
+        )
+
+    def build_report(self) -> dict[str, Any]:
+        from .report import build_report, ci_metadata
+
+        state = self.state
+        records = list(state.records.values())
+        report = build_report(records, state.get_host(), ci=ci_metadata(os.environ))
+        self.config.hook.pytest_llmfit_update_report(report=report)
+        return report
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if getattr(self.config, "workerinput", None) is not None or not self.wants_report():
+            return
+        from .report import append_step_summary, render_markdown, render_terminal, write_json
+
+        report = self.build_report()
+        option = self.config.getoption
+        if option("llmfit_report"):
+            terminalreporter.write_sep("=", "llmfit report")
+            for line in render_terminal(report, width=terminalreporter._tw.fullwidth):
+                terminalreporter.write_line(line)
+        if option("llmfit_report_json"):
+            write_json(report, option("llmfit_report_json"))
+            terminalreporter.write_line(
+                f"llmfit: JSON report written to {option('llmfit_report_json')}"
+            )
+        markdown = render_markdown(report)
+        if option("llmfit_report_md"):
+            with open(option("llmfit_report_md"), "w", encoding="utf-8") as handle:
+                handle.write(markdown)
+            terminalreporter.write_line(
+                f"llmfit: Markdown report written to {option('llmfit_report_md')}"
+            )
+        append_step_summary(markdown, os.environ)
+
+
+class LlmfitEngine:
+    """The engine bound to this session's host and settings (the ``llmfit`` fixture)."""
+
+    def __init__(self, state: LlmfitState) -> None:
+        self._state = state
+
+    @property
+    def host(self) -> Host:
+        return self._state.get_host()
+
+    def estimate(self, model: str | os.PathLike[str], **settings: Any) -> Footprint:
+        return estimate(self._state.cache.header(os.fspath(model)), Settings(**settings))
+
+    def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
+        return plan(
+            self._state.cache.header(os.fspath(model)),
+            self.host,
+            Settings(**settings),
+            headroom=self._state.settings.headroom,
+        )
+
+    def fits(self, size: int | str, *, per_device: bool = False) -> bool:
+        need = parse_size(size, source="llmfit.fits()")
+        gpus = [
+            g.memory_total if self._state.settings.basis == "total" else g.memory_free
+            for g in self.host.gpus
+        ]
+        have = max(gpus, default=0) if per_device else sum(gpus)
+        return bool(gpus) and need <= have
+
+
+@pytest.fixture(scope="session")
+def llmfit_host(pytestconfig: pytest.Config) -> Host:
+    """This session's host snapshot: detected once, or simulated by --llmfit-hardware."""
+    return pytestconfig.stash[state_key].get_host()
+
+
+@pytest.fixture(scope="session")
+def llmfit(pytestconfig: pytest.Config) -> LlmfitEngine:
+    """The fit engine bound to this session: ``llmfit.plan(path, n_ctx=8192)``,
+    ``llmfit.fits("24GB")``, ``llmfit.host``."""
+    return LlmfitEngine(pytestconfig.stash[state_key])
