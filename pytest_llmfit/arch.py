@@ -111,6 +111,7 @@ class ModelParams:
     recurrent_r: int  # elements of conv/shift state per sequence per recurrent layer
     recurrent_s: int  # elements of ssm/wkv state per sequence per recurrent layer
     logit_softcap: bool
+    gated_ffn: bool  # SwiGLU/GeGLU (gate and up) rather than a plain up-activation-down FFN
     notes: tuple[str, ...] = ()
 
     @property
@@ -225,12 +226,16 @@ def model_params(model: GGUFFile) -> ModelParams:
         mla=mla,
         n_expert=_int(get("expert_count"), 0),
         n_expert_used=_int(get("expert_used_count"), 0),
-        n_ff_exp=_int(get("expert_feed_forward_length"), 0),
+        # Mixtral-style files give the expert width only as feed_forward_length.
+        n_ff_exp=_int(
+            get("expert_feed_forward_length"), n_ff[0] if _int(get("expert_count"), 0) else 0
+        ),
         n_ff_shexp=_int(get("expert_shared_feed_forward_length"), 0),
         n_expert_shared=_int(get("expert_shared_count"), 1 if _has_shared_expert(model) else 0),
         recurrent_r=recurrent_r,
         recurrent_s=recurrent_s,
         logit_softcap=bool(get("attn_logit_softcapping")) and arch == "gemma2",
+        gated_ffn=arch == "phi3" or any(".ffn_gate." in t.name for t in model.tensors),
         notes=tuple(notes),
     )
 

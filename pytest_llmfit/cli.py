@@ -6,6 +6,7 @@ inspect   what a GGUF file holds and what it costs per component
 stub      write a header-only copy of a model for CI machines without the weights
 twin      write a shape twin of a published model (true tensor table, no weights)
 profiles  the built-in hardware catalog for --hardware
+merge     one table of tests x runners from the JSON reports of a CI matrix
 
 Bad input exits 2 with one line on stderr; nothing prints a traceback.
 """
@@ -84,6 +85,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--full", action="store_true", help="sparse full-size file instead of a header-only stub"
     )
     t.add_argument("--list", action="store_true", help="list the models")
+
+    m = sub.add_parser("merge", help="merge the JSON reports of a CI matrix of runners")
+    from .report import add_merge_arguments
+
+    add_merge_arguments(m)
 
     pr = sub.add_parser("profiles", help="list the built-in hardware profiles")
     pr.add_argument("--json", action="store_true")
@@ -171,6 +177,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if command == "twin":
         return _twin(args)
+    if command == "merge":
+        from .report import run_merge
+
+        return run_merge(args)
     if command == "profiles":
         from .profiles import catalog, render_catalog
 

@@ -96,11 +96,18 @@ def _attention_bytes(
 
 
 def _ffn_bytes(params: ModelParams, layer: LayerShape, u: int) -> int:
+    # Beside gate, up and their GLU product live the FFN input (kept for the residual), its
+    # norm and, after ggml-alloc's packing, room for about two more hidden states (fitted
+    # on the recorded zoo: dense models within 2 MiB at n_ubatch 512).
     embd = params.n_embd
-    norm = _a(embd * u * F32)
+    hidden = _a(embd * u * F32)
     if params.n_expert and params.n_ff_exp:
         used = max(params.n_expert_used, 1)
         router = 2 * _a(params.n_expert * u * F32)
         experts = 3 * _a(params.n_ff_exp * used * u * F32)
-        return norm + router + experts
-    return norm + 3 * _a(layer.n_ff * u * F32)
+        shared = 3 * _a(params.n_ff_shexp * u * F32) if params.n_ff_shexp else 0
+        return 3 * hidden + router + max(experts, shared)
+    # Gated FFNs hold gate, up and their product; plain ones the up projection alone
+    # (the activation runs in place).
+    intermediates = 3 if params.gated_ffn else 1
+    return 3 * hidden + intermediates * _a(layer.n_ff * u * F32)

@@ -7,15 +7,14 @@ Figures there are llama.cpp's MiB with two decimals, so components agree to 0.01
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from pytest_llmfit.estimate import Settings, estimate
+from pytest_llmfit.estimate import estimate
 from pytest_llmfit.gguf import GGUFFile
+from pytest_llmfit.twins.zoo import ZooCase, iter_cases
 
 TwinHeader = Callable[..., GGUFFile]
 
@@ -26,78 +25,44 @@ TOTAL_TOLERANCE = 0.02
 # compute buffer becomes a large share of the total, and its packing by ggml-alloc is what
 # the estimator approximates; those cases are held to 3% and reported as such in the README.
 TOTAL_TOLERANCE_SMALL_SWA = 0.03
-
-
-def _cases() -> list[Any]:
-    params = []
-    for path in sorted(ZOO.glob("*.json")):
-        record = json.loads(path.read_text())
-        for index, case in enumerate(record["cases"]):
-            if case["status"] != "ok":
-                continue
-            s = case["settings"]
-            case_id = (
-                f"{record['model']}-ctx{s['n_ctx']}-{s['cache_type']}-fa{int(s['flash_attn'])}"
-                f"-ub{s['n_ubatch']}" + ("" if s.get("swa_full", True) else "-swa")
-            )
-            params.append(pytest.param(record, index, id=case_id))
-    return params
-
-
-CASES = _cases()
+CASES = list(iter_cases(ZOO))
+REQUIRED_ARCHS = {
+    "llama",
+    "qwen2",
+    "qwen3",
+    "qwen2moe",
+    "qwen3moe",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "command-r",
+    "deepseek2",
+    "granite",
+    "starcoder2",
+    "falcon",
+    "gpt-oss",
+}
 
 
 def test_the_zoo_covers_the_architectures_the_estimator_claims() -> None:
-    archs = {json.loads(p.read_text())["arch"] for p in ZOO.glob("*.json")}
-    assert len(CASES) >= 100
-    assert {"llama", "qwen2", "qwen3", "gemma3"} <= archs
+    assert {case.arch for case in CASES} >= REQUIRED_ARCHS
+    assert len(CASES) >= 500
 
 
-def _settings(case: dict[str, Any]) -> Settings:
-    s = case["settings"]
-    return Settings(
-        n_ctx=s["n_ctx"],
-        n_batch=s["n_batch"],
-        n_ubatch=s["n_ubatch"],
-        n_seq=s.get("n_seq_max", 1),
-        cache_type_k=s["cache_type"],
-        cache_type_v=s["cache_type"],
-        flash_attn="on" if s["flash_attn"] else "off",
-        swa_full=s.get("swa_full", True),
-    )
-
-
-def _measured(record: dict[str, Any], case: dict[str, Any]) -> dict[str, int]:
-    buffers = case["buffers"]
-    model = record["load"]["buffers"] if "load" in record else buffers["model"]
-    return {
-        "weights": sum(model.values()),
-        "kv": sum(buffers.get("kv", {}).values()) + sum(buffers.get("rs", {}).values()),
-        "compute": sum(buffers.get("compute", {}).values()),
-        "output": sum(buffers.get("output", {}).values()),
-    }
-
-
-@pytest.mark.parametrize(("record", "index"), CASES)
-def test_estimate_matches_llamacpp(
-    record: dict[str, Any], index: int, twin_header: TwinHeader
-) -> None:
-    case = record["cases"][index]
-    model = twin_header(record["model"], record["quant"])
-    fp = estimate(model, _settings(case))
-    real = _measured(record, case)
-    # Exact components: weights as mapped, KV/recurrent cache, logits buffer.
-    n_buffers = max(len(case["buffers"].get("kv", {})) + len(case["buffers"].get("rs", {})), 1)
+@pytest.mark.parametrize("case", CASES, ids=[c.label for c in CASES])
+def test_estimate_matches_llamacpp(case: ZooCase, twin_header: TwinHeader) -> None:
+    fp = estimate(twin_header(case.model, case.quant), case.settings)
+    real = case.measured
+    # Exact components: weights as mapped, KV/recurrent cache (one or two buffers), logits.
     assert abs(fp.weights_bytes - real["weights"]) <= MIB_ROUNDING
-    assert abs(fp.kv_cache_bytes + fp.recurrent_bytes - real["kv"]) <= MIB_ROUNDING * n_buffers
+    assert abs(fp.kv_cache_bytes + fp.recurrent_bytes - real["kv"]) <= 2 * MIB_ROUNDING
     assert abs(fp.output_bytes - real["output"]) <= MIB_ROUNDING
     # The compute buffer depends on ggml-alloc's packing; the total is held to 2%.
-    real_total = sum(real.values())
-    error = (fp.total_bytes - real_total) / real_total
-    tolerance = (
-        TOTAL_TOLERANCE if case["settings"].get("swa_full", True) else (TOTAL_TOLERANCE_SMALL_SWA)
-    )
+    error = (fp.total_bytes - case.measured_total) / case.measured_total
+    small_swa = not case.settings.swa_full
+    tolerance = TOTAL_TOLERANCE_SMALL_SWA if small_swa else TOTAL_TOLERANCE
     assert abs(error) <= tolerance, (
-        f"total {fp.total_bytes} vs llama.cpp {real_total} ({error:+.2%}); "
+        f"total {fp.total_bytes} vs llama.cpp {case.measured_total} ({error:+.2%}); "
         f"compute {fp.compute_bytes} vs {real['compute']}"
     )

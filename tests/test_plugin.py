@@ -5,6 +5,7 @@ Hosts are simulated (--llmfit-hardware) so every decision and line is determinis
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import shutil
@@ -153,7 +154,9 @@ def test_on_offload_actions_for_a_partial_offload(
         def test_405b(): pass
         """
     )
-    result = pytester.runpytest("--llmfit-hardware=rtx-4090, ram=256GB", "--llmfit-report-json=r.json")
+    result = pytester.runpytest(
+        "--llmfit-hardware=rtx-4090, ram=256GB", "--llmfit-report-json=r.json"
+    )
     result.assert_outcomes(**{outcome: 1})
     record = json.loads((pytester.path / "r.json").read_text())["tests"][0]
     assert record["decision"] == action
@@ -326,7 +329,10 @@ def test_json_report_and_junit_properties(pytester: pytest.Pytester, models: Non
         """
     )
     result = pytester.runpytest(
-        RTX4090, "--llmfit-report", "--llmfit-report-json=r.json", "--junitxml=j.xml",
+        RTX4090,
+        "--llmfit-report",
+        "--llmfit-report-json=r.json",
+        "--junitxml=j.xml",
         "--llmfit-report-md=r.md",
     )
     result.assert_outcomes(passed=1, skipped=1)
@@ -376,7 +382,8 @@ def test_nothing_is_probed_when_no_test_uses_a_marker(pytester: pytest.Pytester)
         """
         import sys
         def pytest_sessionfinish(session):
-            loaded = [m for m in ("pytest_llmfit.probes", "pynvml", "llama_cpp") if m in sys.modules]
+            heavy = ("pytest_llmfit.probes", "pynvml", "llama_cpp")
+            loaded = [m for m in heavy if m in sys.modules]
             print("LOADED", loaded)
         """
     )
@@ -401,7 +408,9 @@ def test_xdist_workers_share_one_host_and_one_report(
         def test_405b(): pass
         """
     )
-    result = pytester.runpytest_subprocess("-n", "2", RTX4090, "--llmfit-report-json=r.json", "-p", "xdist")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", RTX4090, "--llmfit-report-json=r.json", "-p", "xdist"
+    )
     result.assert_outcomes(passed=6, skipped=1)
     report = json.loads((pytester.path / "r.json").read_text())
     assert len(report["tests"]) == 7
@@ -428,7 +437,7 @@ def test_xdist_ledger_never_oversubscribes_one_gpu(pytester: pytest.Pytester) ->
     result.assert_outcomes(passed=6)
     spans = sorted(json.loads(p.read_text()) for p in pytester.path.glob("span-*.json"))
     assert len({worker for _, _, worker in spans}) == 2  # both workers took tests
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(spans):
         assert start >= end - 0.01, "two 16 GB tests held a 25.8 GB GPU at once"
 
 
