@@ -25,7 +25,7 @@ from .ggml import KV_CACHE_TYPES
 from .gguf import GGUFFile, read_gguf
 from .hardware import Host
 from .plan import DEFAULT_HEADROOM, Plan, plan
-from .units import format_bandwidth, format_size, parse_size
+from .units import format_bandwidth, format_rate, format_size, parse_size
 
 PROG = "pytest-llmfit"
 
@@ -320,7 +320,8 @@ def _describe_plan(model: GGUFFile, p: Plan) -> str:
     if p.shortfall_bytes:
         lines.append(f"  short by {format_size(p.shortfall_bytes)}")
     if p.tokens_per_second is not None:
-        lines.append(f"speed   about {p.tokens_per_second:.1f} tokens/s (decode, predicted)")
+        rate = format_rate(p.tokens_per_second)
+        lines.append(f"speed   about {rate} tokens/s (decode, predicted)")
     lines.extend(f"why     {reason}" for reason in p.reasons)
     lines.extend(f"helps   {tip}" for tip in p.suggestions)
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from .gguf import GGUFFile, read_gguf
 from .hardware import Gpu, Host
 from .plan import Plan, plan
 from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
-from .units import format_size, parse_size
+from .units import format_rate, format_size, parse_size
 
 MARKERS: dict[str, str] = {
     "requires_vram": "requires_vram(size, *, per_device=False, on_nofit=None): free VRAM "
@@ -386,7 +386,7 @@ def _decide_model(
     have_line = _have_line(host, "free")
     plan_dict = result.to_dict()["plan"] | {"fits": result.fits}
     tps = result.tokens_per_second
-    speed = f"; predicted {tps:.1f} tokens/s" if tps is not None else ""
+    speed = f"; predicted {format_rate(tps)} tokens/s" if tps is not None else ""
     if not result.fits:
         reason = (
             f"{req.summary}: needs {format_size(need)}; have {have_line}; "
@@ -402,7 +402,7 @@ def _decide_model(
             **base,
         )
     if req.min_tokens_per_second is not None and (tps is None or tps < req.min_tokens_per_second):
-        shown = f"{tps:.1f}" if tps is not None else "unknown"
+        shown = format_rate(tps) if tps is not None else "unknown"
         reason = (
             f"{req.summary}: predicted {shown} tokens/s < required "
             f"{req.min_tokens_per_second:g} tokens/s ({result.mode}, "

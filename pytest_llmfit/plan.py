@@ -17,7 +17,7 @@ from typing import Any
 from .estimate import Footprint, Settings, estimate
 from .gguf import GGUFFile
 from .hardware import Gpu, Host
-from .units import format_size
+from .units import format_rate, format_size
 
 DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
 # Share of datasheet bandwidth decode reaches in practice (70-90% on GPUs; RAM a bit less).
@@ -346,7 +346,7 @@ def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
             f"{format_size(p.host.budget_bytes)} to give; short by {format_size(p.shortfall_bytes)}"
         )
     if p.tokens_per_second is not None:
-        lines.append(f"predicted decode speed {p.tokens_per_second:.1f} tokens/s")
+        lines.append(f"predicted decode speed {format_rate(p.tokens_per_second)} tokens/s")
     return tuple(lines)
 
 

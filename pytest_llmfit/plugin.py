@@ -6,6 +6,7 @@ fixtures and the report. Everything it decides comes from the plain library belo
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class LlmfitState:
     """Per-session state, kept in ``config.stash``."""
 
     settings: SessionSettings
+    pluginmanager: pytest.PytestPluginManager | None = None
     host: Host | None = None
     cache: ModelCache = field(default_factory=ModelCache)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -38,7 +40,7 @@ class LlmfitState:
 
     def get_host(self) -> Host:
         if self.host is None:
-            self.host = load_host(self.settings)
+            self.host = load_host(self.settings, self.pluginmanager)
             self.probed = True
         return self.host
 
@@ -49,15 +51,26 @@ reservation_key = pytest.StashKey[Any]()
 extra_key = pytest.StashKey[dict[str, Any]]()
 
 
-def load_host(settings: SessionSettings) -> Host:
-    """The session's host: simulated from --llmfit-hardware, else probed (once)."""
+def load_host(
+    settings: SessionSettings, pluginmanager: pytest.PytestPluginManager | None = None
+) -> Host:
+    """The session's host: simulated from --llmfit-hardware, else probed (once).
+
+    The built-in probes are registered into pytest's plugin manager like any third-party
+    plugin, so ``pytest_llmfit_probe`` implementations in conftest.py files and installed
+    plugins take part in the same call."""
     if settings.hardware:
         from .profiles import resolve_hardware
 
         return resolve_hardware(settings.hardware, source=settings.source_of("hardware"))
-    from .probes import detect_host
+    from .probes import builtin_probes, call_probes, detect_host, merge_results
 
-    return detect_host()
+    if pluginmanager is None:
+        return detect_host()
+    for name, probe in builtin_probes():
+        if not pluginmanager.has_plugin(f"llmfit-probe-{name}"):
+            pluginmanager.register(probe, f"llmfit-probe-{name}")
+    return merge_results(call_probes(pluginmanager, os.environ))
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -134,7 +147,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve(cli, os.environ, _ini_values(config))
     except LlmfitError as error:
         raise pytest.UsageError(f"pytest-llmfit: {error}") from None
-    state = LlmfitState(settings=settings)
+    state = LlmfitState(settings=settings, pluginmanager=config.pluginmanager)
     worker_input = getattr(config, "workerinput", None)
     if worker_input and worker_input.get("llmfit_host"):
         state.host = Host.from_dict(worker_input["llmfit_host"])
@@ -425,7 +438,10 @@ class LlmfitSession:
             terminalreporter.write_line(
                 f"llmfit: Markdown report written to {option('llmfit_report_md')}"
             )
-        append_step_summary(markdown, os.environ)
+        try:
+            append_step_summary(markdown, os.environ)
+        except LlmfitError as error:  # a read-only summary file must not fail the session
+            warnings.warn(f"pytest-llmfit: {error}", stacklevel=1)
 
 
 class LlmfitEngine:

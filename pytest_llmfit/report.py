@@ -45,7 +45,8 @@ from .hardware import Host
 SCHEMA_VERSION = 1
 MERGE_KIND = "pytest-llmfit merge"
 
-DECISIONS = ("run", "skip", "xfail", "fail", "benchmark")
+# "error": a marker with bad arguments (the test errors at setup with the one-line reason).
+DECISIONS = ("run", "skip", "xfail", "fail", "benchmark", "error")
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
 PLAN_MODES = ("gpu", "partial", "cpu", "none")
 NO_OUTCOME = "none"  # the summary's key for records without an outcome

@@ -85,3 +85,14 @@ def format_bandwidth(bytes_per_second: float | None) -> str:
     if bytes_per_second is None:
         return "? GB/s"
     return f"{bytes_per_second / 1e9:.0f} GB/s"
+
+
+def format_rate(tokens_per_second: float | None) -> str:
+    """Tokens/s with the digits that matter: ``"0.24"``, ``"6.2"``, ``"156"``."""
+    if tokens_per_second is None:
+        return "?"
+    if tokens_per_second < 1:
+        return f"{tokens_per_second:.2f}"
+    if tokens_per_second < 100:
+        return f"{tokens_per_second:.1f}"
+    return f"{tokens_per_second:.0f}"

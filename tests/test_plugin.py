@@ -134,7 +134,7 @@ def test_requires_model_seed_case_reason(pytester: pytest.Pytester, models: None
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(
         [
-            "SKIPPED [[]1[]] *:2: requires_model llama-405b-q3_k_m.gguf @8192: needs 200.0 GB; "
+            "SKIPPED [[]1[]] *:2: requires_model llama-405b-q3_k_m.gguf @8192: needs 200.1 GB; "
             "have 25.8 GB VRAM (1x NVIDIA GeForce RTX 4090) + 64.0 GB RAM; short by 114.7 GB"
         ]
     )
@@ -461,3 +461,59 @@ def test_xdist_worker_killed_mid_test_does_not_leak_its_reservation(
     result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", RTX4090, timeout=120)
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["*worker 'gw*' crashed while running*test_a_crashes*"])
+
+
+FAKE_GPU_PROBE = """
+from pytest_llmfit.hardware import Gpu
+from pytest_llmfit.hookspecs import hookimpl
+from pytest_llmfit.probes import ProbeResult
+
+@hookimpl
+def pytest_llmfit_probe(env):
+    return ProbeResult(gpus=tuple(
+        Gpu(vendor="nvidia", name="NVIDIA Fake 16GB", index=i, cuda_index=i,
+            uuid=f"GPU-fake-{i}", memory_total=16 * 2**30, memory_free=16 * 2**30,
+            bandwidth=500e9, compute_capability=(8, 6))
+        for i in range(2)
+    ))
+"""
+
+
+def test_a_conftest_probe_takes_part_in_detection(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAKE_GPU_PROBE)
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.requires_gpu(2, name="Fake", min_compute_capability="8.6")
+        def test_two(llmfit_host):
+            assert not llmfit_host.simulated
+        @pytest.mark.requires_vram("30GB")
+        def test_sum(): pass
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+
+
+def test_pin_gpus_gives_each_worker_its_own_gpu(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist", reason="pytest-xdist is a dev dependency")
+    pytester.makeconftest(FAKE_GPU_PROBE)
+    pytester.makepyfile(
+        """
+        import os
+        import pytest
+        @pytest.mark.parametrize("i", range(4))
+        def test_env(i):
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            assert os.environ["CUDA_VISIBLE_DEVICES"] == "GPU-fake-" + worker[2:]
+        """
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", "--llmfit-pin-gpus")
+    result.assert_outcomes(passed=4)
+
+
+def test_gpu_shares_round_robin_and_sharing() -> None:
+    from pytest_llmfit._xdist import gpu_shares
+
+    assert gpu_shares(["a", "b", "c", "d"], 2) == {"gw0": ["a", "c"], "gw1": ["b", "d"]}
+    assert gpu_shares(["a", "b"], 3) == {"gw0": ["a"], "gw1": ["b"], "gw2": ["a"]}
+    assert gpu_shares([], 2) == {"gw0": [], "gw1": []}
