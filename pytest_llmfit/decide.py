@@ -211,7 +211,7 @@ def parse_requirement(
     path = bound.get("path")
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ConfigError(path, "a GGUF file path", source=source)
-    resolved = _resolve_model_path(str(path), models_dir, root)
+    resolved = resolve_model_path(str(path), models_dir, root)
     settings_kwargs = {k: v for k, v in bound.items() if k in _MODEL_SETTINGS}
     cache = settings_kwargs.pop("cache_type", None)
     if cache is not None:
@@ -243,7 +243,7 @@ def parse_requirement(
     )
 
 
-def _resolve_model_path(path: str, models_dir: str | None, root: str | None) -> str:
+def resolve_model_path(path: str, models_dir: str | None, root: str | None) -> str:
     expanded = os.path.expanduser(path)
     if os.path.isabs(expanded):
         return expanded
@@ -311,7 +311,7 @@ def decide(
         gpus = _basis_gpus(host, basis)
         have = max((m for _, m in gpus), default=0) if req.per_device else sum(m for _, m in gpus)
         where = "on one GPU" if req.per_device else "VRAM"
-        label = _have_line(host, basis).split(" + ")[0]
+        label = _have_line(host, basis).split(" + ")[0] if gpus else "no GPU"
         fits = req.need_bytes <= have and bool(gpus)
         reason = f"{req.summary}: needs {format_size(req.need_bytes)} {where}; have {label}" + (
             "" if fits else f"; short by {format_size(req.need_bytes - have)}"
@@ -422,6 +422,9 @@ def _decide_model(
     action = "run"
     if result.mode in ("partial", "cpu"):
         action = req.on_offload or session.on_offload
+        if action != "run":
+            source = "marker" if req.on_offload else session.source_of("on_offload")
+            reason += f" (on_offload={action}, {source})"
     return Decision(
         action=action, fits=True, reason=reason, need_bytes=need, plan=plan_dict, **base
     )

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .decide import MARKERS, Decision, ModelCache, combine, decide, gpu_needs, parse_requirement
+from .decide import (
+    MARKERS,
+    Decision,
+    ModelCache,
+    combine,
+    decide,
+    gpu_needs,
+    parse_requirement,
+    resolve_model_path,
+)
 from .errors import LlmfitError
 from .estimate import Footprint, Settings, estimate
 from .hardware import Host
@@ -34,6 +43,7 @@ class LlmfitState:
     host: Host | None = None
     cache: ModelCache = field(default_factory=ModelCache)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decisions: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
     probed: bool = False
     ledger_dir: str | None = None  # set on xdist workers: the session's shared VRAM ledger
     ledger_timeout: float = 600.0
@@ -204,6 +214,16 @@ def host_mismatch(expected: Host, actual: Host) -> str | None:
     return None
 
 
+def _mark_key(mark: pytest.Mark) -> tuple[Any, ...] | None:
+    """A hashable identity for a marker's arguments, or None when they are not hashable."""
+    try:
+        key = (mark.name, mark.args, tuple(sorted(mark.kwargs.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _marks(item: pytest.Item) -> list[pytest.Mark]:
     return [m for m in item.iter_markers() if m.name in MARKERS]
 
@@ -216,6 +236,11 @@ def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
     decisions = []
     root = str(item.config.rootpath)
     for mark in marks:
+        key = _mark_key(mark)
+        cached = state.decisions.get(key) if key is not None else None
+        if cached is not None:
+            decisions.append(cached)
+            continue
         source = f"marker {mark.name} on {item.nodeid}"
         try:
             req = parse_requirement(
@@ -226,7 +251,10 @@ def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
                 models_dir=state.settings.models_dir,
                 root=root,
             )
-            decisions.append(decide(req, state.get_host(), state.settings, state.cache))
+            decision = decide(req, state.get_host(), state.settings, state.cache)
+            decisions.append(decision)
+            if key is not None:  # identical markers decide identically: decide once
+                state.decisions[key] = decision
         except LlmfitError as error:
             marker = {"name": mark.name, "args": list(mark.args), "kwargs": dict(mark.kwargs)}
             decisions.append(
@@ -270,6 +298,7 @@ class LlmfitSession:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.on_worker = getattr(config, "workerinput", None) is not None
 
     @property
     def state(self) -> LlmfitState:
@@ -366,23 +395,28 @@ class LlmfitSession:
         report = yield
         decision = item.stash.get(decision_key, None)
         if decision is not None:
-            record = new_record(item.nodeid, decision)
-            extras = item.stash.get(extra_key, None)
-            if extras:
-                record.update(extras)
-            # A plain attribute of the report: xdist serialises it to the controller.
-            setattr(report, REPORT_KEY, record)
+            # A plain attribute of the report, which xdist serialises to the controller. Only
+            # a worker's setup report carries the whole record (the controller never saw the
+            # collection); every other report carries just what the test measured.
+            measured = item.stash.get(extra_key, None)
+            payload: dict[str, Any] = dict(measured) if measured else {}
+            if report.when == "setup" and self.on_worker:
+                payload = {**new_record(item.nodeid, decision), **payload}
+            setattr(report, REPORT_KEY, payload)
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        record = getattr(report, REPORT_KEY, None)
-        if not isinstance(record, dict):
+        payload = getattr(report, REPORT_KEY, None)
+        if not isinstance(payload, dict):
             return
         records = self.state.records
-        current = records.setdefault(report.nodeid, dict(record))
-        for key in ("measured_tokens_per_second", "worker"):
-            if record.get(key) is not None:
-                current[key] = record[key]
+        current = records.get(report.nodeid)
+        if current is None:
+            if "decision" not in payload:
+                return
+            current = records[report.nodeid] = dict(payload)
+        else:
+            current.update({k: v for k, v in payload.items() if v is not None})
         outcome = outcome_of(report)
         if outcome is not None and current.get("outcome") not in ("failed", "error"):
             current["outcome"] = outcome
@@ -447,19 +481,24 @@ class LlmfitSession:
 class LlmfitEngine:
     """The engine bound to this session's host and settings (the ``llmfit`` fixture)."""
 
-    def __init__(self, state: LlmfitState) -> None:
+    def __init__(self, state: LlmfitState, root: str) -> None:
         self._state = state
+        self._root = root
 
     @property
     def host(self) -> Host:
         return self._state.get_host()
 
+    def model_path(self, model: str | os.PathLike[str]) -> str:
+        """Where a model name resolves, exactly as requires_model resolves it."""
+        return resolve_model_path(os.fspath(model), self._state.settings.models_dir, self._root)
+
     def estimate(self, model: str | os.PathLike[str], **settings: Any) -> Footprint:
-        return estimate(self._state.cache.header(os.fspath(model)), Settings(**settings))
+        return estimate(self._state.cache.header(self.model_path(model)), Settings(**settings))
 
     def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
         return plan(
-            self._state.cache.header(os.fspath(model)),
+            self._state.cache.header(self.model_path(model)),
             self.host,
             Settings(**settings),
             headroom=self._state.settings.headroom,
@@ -485,4 +524,21 @@ def llmfit_host(pytestconfig: pytest.Config) -> Host:
 def llmfit(pytestconfig: pytest.Config) -> LlmfitEngine:
     """The fit engine bound to this session: ``llmfit.plan(path, n_ctx=8192)``,
     ``llmfit.fits("24GB")``, ``llmfit.host``."""
-    return LlmfitEngine(pytestconfig.stash[state_key])
+    return LlmfitEngine(pytestconfig.stash[state_key], str(pytestconfig.rootpath))
+
+
+@pytest.fixture
+def llmfit_record(request: pytest.FixtureRequest) -> Any:
+    """Record what this test measured into its llmfit report row::
+
+    def test_speed(llmfit_record):
+        llmfit_record(tokens_per_second=41.7)
+    """
+
+    def record(*, tokens_per_second: float | None = None, **extra: Any) -> None:
+        values = request.node.stash.setdefault(extra_key, {})
+        if tokens_per_second is not None:
+            values["measured_tokens_per_second"] = float(tokens_per_second)
+        values.update(extra)
+
+    return record

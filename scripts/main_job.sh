@@ -1,18 +1,8 @@
 #!/usr/bin/env bash
-# The main job: size models the project generates against this machine and simulated ones.
-# (Until the pytest plugin lands, the "suite" is the engine's command line.)
+# The main job: the example ML project's test suite with the llmfit report, on this machine.
+# Its conftest generates every model it uses (header-only twins of Llama 3.1 405B and 8B,
+# and a tiny real Llama that llama.cpp loads and generates from); nothing is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-out=${LLMFIT_OUT:-.llmfit-cache/models}
-mkdir -p "$out"
-run() { echo "\$ pytest-llmfit $*"; .venv/bin/pytest-llmfit "$@"; echo; }
-run probe
-# Header-only shape twins: the true tensor tables of published models, no weights.
-run twin llama-3.1-405b "$out/llama-3.1-405b-q3_k_m.gguf" --quant q3_k_m
-run twin llama-3.1-8b "$out/llama-3.1-8b-q4_k_m.gguf" --quant q4_k_m
-run plan "$out/llama-3.1-8b-q4_k_m.gguf" --ctx 8192
-run plan "$out/llama-3.1-405b-q3_k_m.gguf" --ctx 8192
-run plan "$out/llama-3.1-405b-q3_k_m.gguf" --ctx 8192 --hardware "rtx-4090, ram=64GB"
-run plan "$out/llama-3.1-405b-q3_k_m.gguf" --ctx 8192 --hardware "rtx-4090, ram=256GB"
-run plan "$out/llama-3.1-405b-q3_k_m.gguf" --ctx 8192 --hardware "3x h200"
+exec .venv/bin/python -m pytest examples/llm_project --llmfit-report "$@"

@@ -517,3 +517,22 @@ def test_gpu_shares_round_robin_and_sharing() -> None:
     assert gpu_shares(["a", "b", "c", "d"], 2) == {"gw0": ["a", "c"], "gw1": ["b", "d"]}
     assert gpu_shares(["a", "b"], 3) == {"gw0": ["a"], "gw1": ["b"], "gw2": ["a"]}
     assert gpu_shares([], 2) == {"gw0": [], "gw1": []}
+
+
+def test_measured_speed_reaches_the_report(pytester: pytest.Pytester, models: None) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_llmfit import requires_model
+        @requires_model("llama-405b-q3_k_m.gguf", n_ctx=8192, on_offload="benchmark")
+        def test_bench(llmfit_record):
+            llmfit_record(tokens_per_second=0.31, note="measured by hand")
+        """
+    )
+    result = pytester.runpytest(
+        "--llmfit-hardware=rtx-4090, ram=256GB", "--llmfit-report-json=r.json"
+    )
+    result.assert_outcomes(passed=1)
+    (record,) = json.loads((pytester.path / "r.json").read_text())["tests"]
+    assert record["decision"] == "benchmark"
+    assert record["measured_tokens_per_second"] == 0.31
+    assert record["reason"].endswith("(on_offload=benchmark, marker)")
