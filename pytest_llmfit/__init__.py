@@ -2,30 +2,32 @@
 
 The engine is plain Python and usable without pytest::
 
-    from pytest_llmfit import read_gguf, estimate, plan, Settings, host_from_spec
+    from pytest_llmfit import read_gguf, plan, Settings, host_from_spec
     model = read_gguf("llama-405b-q3_k_m.gguf")
     p = plan(model, host_from_spec("rtx-4090, ram=64GB"), Settings(n_ctx=8192))
     print(p.mode, p.n_gpu_layers, p.tokens_per_second)
 
-Importing this package loads neither llama_cpp nor the NVML library, and probes nothing.
+The marker decorators are pytest's own marks: ``requires_vram("24GB")`` is
+``pytest.mark.requires_vram("24GB")``. Every name loads on first use, so importing this
+package loads neither llama_cpp nor the NVML library nor pytest, and probes nothing.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-from .errors import ConfigError, GGUFError, LlmfitError, ProbeError, ProfileError
-from .estimate import Footprint, Settings, estimate
-from .gguf import GGUFFile, read_gguf
-from .hardware import Cpu, Gpu, Host, Ram
-from .plan import Plan, plan
-from .units import format_size, parse_size
 
 if TYPE_CHECKING:
     from _pytest.mark.structures import MarkDecorator
 
+    from .errors import ConfigError, GGUFError, LlmfitError, ProbeError, ProfileError
+    from .estimate import Footprint, Settings, estimate
+    from .gguf import GGUFFile, read_gguf
+    from .hardware import Cpu, Gpu, Host, Ram
+    from .plan import Plan, plan
     from .probes import detect_host
     from .profiles import host_from_spec, resolve_hardware
+    from .units import format_size, parse_size
 
     requires_vram: MarkDecorator
     requires_ram: MarkDecorator
@@ -33,6 +35,31 @@ if TYPE_CHECKING:
     requires_model: MarkDecorator
 
 __version__ = "0.1.0.dev0"
+
+_WHERE = {
+    "ConfigError": "errors",
+    "GGUFError": "errors",
+    "LlmfitError": "errors",
+    "ProbeError": "errors",
+    "ProfileError": "errors",
+    "Footprint": "estimate",
+    "Settings": "estimate",
+    "estimate": "estimate",
+    "GGUFFile": "gguf",
+    "read_gguf": "gguf",
+    "Cpu": "hardware",
+    "Gpu": "hardware",
+    "Host": "hardware",
+    "Ram": "hardware",
+    "Plan": "plan",
+    "plan": "plan",
+    "detect_host": "probes",
+    "host_from_spec": "profiles",
+    "resolve_hardware": "profiles",
+    "format_size": "units",
+    "parse_size": "units",
+}
+_MARKERS = ("requires_vram", "requires_ram", "requires_gpu", "requires_model")
 
 __all__ = [
     "ConfigError",
@@ -63,26 +90,15 @@ __all__ = [
     "resolve_hardware",
 ]
 
-_MARKERS = ("requires_vram", "requires_ram", "requires_gpu", "requires_model")
-
-_LAZY = {
-    "detect_host": "probes",
-    "host_from_spec": "profiles",
-    "resolve_hardware": "profiles",
-}
-
 
 def __getattr__(name: str) -> Any:
-    # The marker decorators are pytest's own marks (``requires_vram("24GB")`` is
-    # ``pytest.mark.requires_vram("24GB")``); pytest, probes and profiles load on first use,
-    # so `import pytest_llmfit` stays cheap.
     if name in _MARKERS:
         import pytest
 
         return getattr(pytest.mark, name)
-    module = _LAZY.get(name)
+    module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_llmfit' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(f".{module}", __name__), name)
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -24,7 +24,8 @@ from .estimate import FLASH_ATTN_MODES, Footprint, Settings, estimate
 from .ggml import KV_CACHE_TYPES
 from .gguf import GGUFFile, read_gguf
 from .hardware import Host
-from .plan import DEFAULT_HEADROOM, Plan, plan
+from .plan import Plan, plan
+from .settings import DEFAULT_HEADROOM
 from .units import format_bandwidth, format_rate, format_size, parse_size
 
 PROG = "pytest-llmfit"

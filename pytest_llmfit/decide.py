@@ -17,23 +17,10 @@ from .errors import ConfigError, LlmfitError
 from .estimate import Settings
 from .gguf import GGUFFile, read_gguf
 from .hardware import Gpu, Host
+from .markers import MARKERS
 from .plan import Plan, plan
 from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
 from .units import format_rate, format_size, parse_size
-
-MARKERS: dict[str, str] = {
-    "requires_vram": "requires_vram(size, *, per_device=False, on_nofit=None): free VRAM "
-    "summed over the visible GPUs (llama.cpp splits layers across them), or on one GPU "
-    "with per_device=True. Sizes like '24GB' (10**9) or '16GiB' (2**30).",
-    "requires_ram": "requires_ram(size, *, on_nofit=None): available host RAM "
-    "(a container's memory limit applied).",
-    "requires_gpu": "requires_gpu(count=1, *, vendor=None, name=None, "
-    "min_compute_capability=None, on_nofit=None): at least count matching GPUs.",
-    "requires_model": "requires_model(path, *, n_ctx=4096, cache_type='f16', "
-    "flash_attn='auto', n_ubatch=512, n_batch=512, n_seq=1, min_tokens_per_second=None, "
-    "on_nofit=None, on_offload=None): the model's memory need, computed from its GGUF "
-    "header, fits the host (a header-only stub is enough).",
-}
 
 _MODEL_SETTINGS = {
     "n_ctx",

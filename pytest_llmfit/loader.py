@@ -33,6 +33,7 @@ import math
 import os
 import re
 import statistics
+import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -396,8 +397,10 @@ def load_model(
     ``type_k``/``type_v`` are cache type names (``f16``, ``q8_0``...), passed to llama.cpp as
     ggml type ids. ``flash_attn`` is ``"on"``, ``"off"`` or ``"auto"`` (loaded as on: see the
     module notes). ``seed`` seeds llama-cpp-python's sampler; it treats 0 as "a random
-    seed", so pass a positive seed for reproducible sampling. ``llama_kwargs`` go to
-    ``Llama`` unchanged (they win over the settings above).
+    seed", so pass a positive seed for reproducible sampling. ``n_threads`` sets the decode
+    and the batch threads alike; None keeps llama-cpp-python's defaults (half the CPUs for
+    decode, all of them for prompt batches). ``llama_kwargs`` go to ``Llama`` unchanged
+    (they win over the settings above).
 
     When llama.cpp fails to create the model or its context (``ValueError: Failed to load
     model`` / ``Failed to create llama_context``: an allocation that did not fit) and
@@ -423,8 +426,8 @@ def load_model(
         "use_mmap": use_mmap,
         "verbose": False,
     }
-    if n_threads is not None:
-        kwargs["n_threads"] = _check_int(n_threads, "n_threads", 1)
+    if n_threads is not None:  # decode and batch alike (Llama() would batch on every CPU)
+        kwargs["n_threads"] = kwargs["n_threads_batch"] = _check_int(n_threads, "n_threads", 1)
     if tensor_split is not None:
         kwargs["tensor_split"] = [float(x) for x in tensor_split]
     kwargs.update(llama_kwargs)
@@ -642,14 +645,32 @@ class Release:
         return self.vram_before - self.vram_after
 
 
+def _malloc_trim() -> None:
+    """Hand freed heap memory back to the OS (glibc only; a no-op elsewhere).
+
+    After a process has freed large blocks, glibc raises its mmap threshold (up to 32 MiB),
+    so later buffers of that size come from the heap and stay in RSS after free() until
+    trimmed: without this a long test session would see a closed model as leaking.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    with contextlib.suppress(Exception):
+        trim(ctypes.c_size_t(0))
+
+
 def close_and_check(loaded: Loaded, *, slack: int | None = None) -> Release:
     """Close ``loaded.llm`` (``Llama.close()``, then ``gc.collect()``) and compare memory.
 
     Heuristic: the model counts as released when host RSS is back within ``slack`` of the
     RSS measured before it was loaded and, with NVML, used VRAM likewise. mmap'ed weights
-    are resident file pages of this process (llama.cpp maps with MAP_POPULATE) and leave
+    are resident file pages of this process (MAP_POPULATE by default on Linux) and leave
     RSS when unmapped; the KV, compute and output buffers and any repacked weights are
-    anonymous memory that glibc hands back for allocations this large. What never comes
+    anonymous memory, handed back to the OS by free() and ``malloc_trim``. What never comes
     back is one-off state (ggml's thread pool, the backend registry, Python caches), hence
     the slack: by default 32 MiB + 10% of the host-side buffers llama.cpp reported.
     """
@@ -666,6 +687,7 @@ def close_and_check(loaded: Loaded, *, slack: int | None = None) -> Release:
             loaded.llm = None
             del llm
             gc.collect()
+            _malloc_trim()
     rss_after, vram_after = _rss(), _vram_used()
     reasons = []
     ok = True
@@ -770,7 +792,6 @@ def _peak_rss(reset_worked: bool) -> int | None:
             pass
     try:
         import resource
-        import sys
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return int(peak if sys.platform == "darwin" else peak * 1024)

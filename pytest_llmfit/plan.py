@@ -17,9 +17,9 @@ from typing import Any
 from .estimate import Footprint, Settings, estimate
 from .gguf import GGUFFile
 from .hardware import Gpu, Host
+from .settings import DEFAULT_HEADROOM
 from .units import format_rate, format_size
 
-DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
 # Share of datasheet bandwidth decode reaches in practice (70-90% on GPUs; RAM a bit less).
 GPU_EFFICIENCY = 0.8
 RAM_EFFICIENCY = 0.7

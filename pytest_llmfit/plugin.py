@@ -9,27 +9,20 @@ import os
 import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import hookspecs
-from .decide import (
-    MARKERS,
-    Decision,
-    ModelCache,
-    combine,
-    decide,
-    gpu_needs,
-    parse_requirement,
-    resolve_model_path,
-)
 from .errors import LlmfitError
-from .estimate import Footprint, Settings, estimate
 from .hardware import Host
-from .plan import Plan, plan
+from .markers import MARKERS
 from .settings import OPTIONS, SessionSettings, resolve
-from .units import parse_size
+
+if TYPE_CHECKING:  # the engine loads when the first marked test is collected
+    from .decide import Decision, ModelCache
+    from .estimate import Footprint
+    from .plan import Plan
 
 REPORT_KEY = "llmfit"  # attribute on TestReport objects; xdist serialises it to the controller
 
@@ -41,12 +34,21 @@ class LlmfitState:
     settings: SessionSettings
     pluginmanager: pytest.PytestPluginManager | None = None
     host: Host | None = None
-    cache: ModelCache = field(default_factory=ModelCache)
+    _cache: ModelCache | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)  # by nodeid
     probed: bool = False
     ledger_dir: str | None = None  # set on xdist workers: the session's shared VRAM ledger
     ledger_timeout: float = 600.0
+
+    @property
+    def cache(self) -> ModelCache:
+        if self._cache is None:
+            from .decide import ModelCache
+
+            self._cache = ModelCache()
+        return self._cache
 
     def get_host(self) -> Host:
         if self.host is None:
@@ -56,9 +58,8 @@ class LlmfitState:
 
 
 state_key = pytest.StashKey[LlmfitState]()
-decision_key = pytest.StashKey[Decision]()
+decision_key = pytest.StashKey["Decision"]()
 reservation_key = pytest.StashKey[Any]()
-extra_key = pytest.StashKey[dict[str, Any]]()
 
 
 def load_host(
@@ -165,6 +166,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state.ledger_dir = worker_input["llmfit_ledger"]
     config.stash[state_key] = state
     config.pluginmanager.register(LlmfitSession(config), "llmfit-session")
+    if state.ledger_dir:
+        config.pluginmanager.register(LedgerRelease(), "llmfit-ledger-release")
     if config.pluginmanager.hasplugin("xdist"):
         from ._xdist import XdistHooks
 
@@ -230,6 +233,8 @@ def _marks(item: pytest.Item) -> list[pytest.Mark]:
 
 def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
     """The decision for one test from all its llmfit markers, or None if it has none."""
+    from .decide import Decision, combine, decide, parse_requirement
+
     marks = _marks(item)
     if not marks:
         return None
@@ -350,6 +355,8 @@ class LlmfitSession:
         state = self.state
         host = state.get_host()
         per_device = any(m.get("kwargs", {}).get("per_device") for m in decision.markers)
+        from .decide import gpu_needs
+
         needs = gpu_needs(decision, host, per_device=per_device)
         if not needs:
             return
@@ -371,15 +378,6 @@ class LlmfitSession:
             ) from None
         item.stash[reservation_key] = reservation
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            reservation = item.stash.get(reservation_key, None)
-            if reservation is not None:
-                reservation.release()
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> None:
         # "fail" is a test failure, not a setup error: it fails in the call phase, and the
@@ -388,35 +386,31 @@ class LlmfitSession:
         if decision is not None and decision.action == "fail":
             pytest.fail(decision.reason, pytrace=False)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        decision = item.stash.get(decision_key, None)
-        if decision is not None:
-            # A plain attribute of the report, which xdist serialises to the controller. Only
-            # a worker's setup report carries the whole record (the controller never saw the
-            # collection); every other report carries just what the test measured.
-            measured = item.stash.get(extra_key, None)
-            payload: dict[str, Any] = dict(measured) if measured else {}
-            if report.when == "setup" and self.on_worker:
-                payload = {**new_record(item.nodeid, decision), **payload}
-            setattr(report, REPORT_KEY, payload)
-        return report
-
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = getattr(report, REPORT_KEY, None)
-        if not isinstance(payload, dict):
-            return
         records = self.state.records
+        if self.on_worker:
+            # Before xdist sends the report to the controller, which never saw the
+            # collection: the setup report carries the whole record, later ones only
+            # what the test measured (a plain attribute: xdist serialises it).
+            record = records.get(report.nodeid)
+            if record is not None:
+                measured = self.state.measured.get(report.nodeid)
+                if report.when == "setup":
+                    setattr(report, REPORT_KEY, {**record, **(measured or {})})
+                elif measured:
+                    setattr(report, REPORT_KEY, dict(measured))
+        payload = getattr(report, REPORT_KEY, None)
         current = records.get(report.nodeid)
         if current is None:
-            if "decision" not in payload:
-                return
+            if not isinstance(payload, dict) or "decision" not in payload:
+                return  # not an llmfit test
             current = records[report.nodeid] = dict(payload)
-        else:
+        elif isinstance(payload, dict):
             current.update({k: v for k, v in payload.items() if v is not None})
+        measured = self.state.measured.get(report.nodeid)
+        if measured:
+            current.update(measured)
         outcome = outcome_of(report)
         if outcome is not None and current.get("outcome") not in ("failed", "error"):
             current["outcome"] = outcome
@@ -478,6 +472,20 @@ class LlmfitSession:
             warnings.warn(f"pytest-llmfit: {error}", stacklevel=1)
 
 
+class LedgerRelease:
+    """Releases a test's VRAM reservation after its teardown; registered only on xdist
+    workers that share a ledger, so other sessions pay nothing for it."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        try:
+            return (yield)
+        finally:
+            reservation = item.stash.get(reservation_key, None)
+            if reservation is not None:
+                reservation.release()
+
+
 class LlmfitEngine:
     """The engine bound to this session's host and settings (the ``llmfit`` fixture)."""
 
@@ -491,12 +499,19 @@ class LlmfitEngine:
 
     def model_path(self, model: str | os.PathLike[str]) -> str:
         """Where a model name resolves, exactly as requires_model resolves it."""
+        from .decide import resolve_model_path
+
         return resolve_model_path(os.fspath(model), self._state.settings.models_dir, self._root)
 
     def estimate(self, model: str | os.PathLike[str], **settings: Any) -> Footprint:
+        from .estimate import Settings, estimate
+
         return estimate(self._state.cache.header(self.model_path(model)), Settings(**settings))
 
     def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
+        from .estimate import Settings
+        from .plan import plan
+
         return plan(
             self._state.cache.header(self.model_path(model)),
             self.host,
@@ -505,6 +520,8 @@ class LlmfitEngine:
         )
 
     def fits(self, size: int | str, *, per_device: bool = False) -> bool:
+        from .units import parse_size
+
         need = parse_size(size, source="llmfit.fits()")
         gpus = [
             g.memory_total if self._state.settings.basis == "total" else g.memory_free
@@ -535,8 +552,10 @@ def llmfit_record(request: pytest.FixtureRequest) -> Any:
         llmfit_record(tokens_per_second=41.7)
     """
 
+    state = request.config.stash[state_key]
+
     def record(*, tokens_per_second: float | None = None, **extra: Any) -> None:
-        values = request.node.stash.setdefault(extra_key, {})
+        values = state.measured.setdefault(request.node.nodeid, {})
         if tokens_per_second is not None:
             values["measured_tokens_per_second"] = float(tokens_per_second)
         values.update(extra)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
-from .plan import DEFAULT_HEADROOM
 from .units import parse_size
 
+DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
 NOFIT_ACTIONS = ("skip", "xfail", "fail")
 OFFLOAD_ACTIONS = ("run", "xfail", "skip", "benchmark")
 BASES = ("free", "total")

@@ -364,15 +364,17 @@ def test_memory_is_released_after_close(cache: pathlib.Path) -> None:
     assert release.rss_after is not None and release.rss_released is not None
     gained = release.rss_before - release.rss_baseline
     assert gained > 0.6 * host
-    assert release.rss_released > 0.75 * gained
+    assert release.rss_released > 0.6 * gained  # measured 0.95-1.0 (malloc_trim on close)
     assert release.rss_after - release.rss_baseline < release.slack
     assert release.vram_released is None  # no NVML here (a GPU runner measures it)
     assert close_and_check(loaded).looks_released  # closing twice is harmless
 
 
 def test_measure_speed(cache: pathlib.Path) -> None:
-    loaded = load_model(tiny(cache, n_layer=2, n_embd=128, n_head=2, n_head_kv=1), n_ctx=256)
+    path = tiny(cache, n_layer=2, n_embd=128, n_head=2, n_head_kv=1)
+    loaded = load_model(path, n_ctx=256, n_threads=1)
     try:
+        assert loaded.llm.context_params.n_threads_batch == 1  # batch threads follow n_threads
         speed = measure_speed(loaded.llm, prompt_tokens=32, gen_tokens=8, repeats=2, warmup=1)
         assert speed.prompt_tokens == 32 and speed.gen_tokens == 8 and speed.repeats == 2
         for v in (speed.prompt_tps, speed.decode_tps, speed.ttft_s):
@@ -382,6 +384,7 @@ def test_measure_speed(cache: pathlib.Path) -> None:
         assert len(speed.prompt_tps_samples) == 2
         assert speed.peak_rss is not None and speed.peak_rss > 0
         assert speed.to_dict()["decode_tps"] == speed.decode_tps
+        assert speed.n_threads == 1
         with pytest.raises(ConfigError, match="within the context"):
             measure_speed(loaded.llm, prompt_tokens=250, gen_tokens=10)
         # the context is usable afterwards

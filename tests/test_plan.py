@@ -9,8 +9,9 @@ import pytest
 from pytest_llmfit.estimate import Settings, estimate
 from pytest_llmfit.gguf import GGUFFile
 from pytest_llmfit.hardware import Cpu, Gpu, Host, Ram
-from pytest_llmfit.plan import DEFAULT_HEADROOM, plan
+from pytest_llmfit.plan import plan
 from pytest_llmfit.profiles import host_from_spec
+from pytest_llmfit.settings import DEFAULT_HEADROOM
 
 TwinHeader = Callable[..., GGUFFile]
 GB = 10**9

@@ -536,3 +536,16 @@ def test_measured_speed_reaches_the_report(pytester: pytest.Pytester, models: No
     assert record["decision"] == "benchmark"
     assert record["measured_tokens_per_second"] == 0.31
     assert record["reason"].endswith("(on_offload=benchmark, marker)")
+
+
+def test_importing_the_package_loads_nothing_heavy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pytest_llmfit, pytest_llmfit.twins;"
+        "print(sorted(m for m in ('pytest', 'llama_cpp', 'pynvml', 'numpy', 'gguf', "
+        "'pytest_llmfit.probes', 'pytest_llmfit.estimate') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -262,7 +262,14 @@ def test_report_shape_and_summary() -> None:
     assert summary["fits"] == 1
     assert summary["ran"] == 1
     assert list(summary["decisions"]) == list(DECISIONS)
-    assert summary["decisions"] == {"run": 1, "skip": 1, "xfail": 1, "fail": 0, "benchmark": 0}
+    assert summary["decisions"] == {
+        "run": 1,
+        "skip": 1,
+        "xfail": 1,
+        "fail": 0,
+        "benchmark": 0,
+        "error": 0,
+    }
     assert list(summary["outcomes"]) == [*OUTCOMES, "none"]
     assert summary["outcomes"]["passed"] == summary["outcomes"]["xfailed"] == 1
     assert summary["outcomes"]["none"] == 0
