@@ -264,14 +264,21 @@ def _describe_host(host: Host) -> str:
 
 def _describe_footprint(fp: Footprint) -> list[str]:
     s = fp.settings
-    return [
+    lines = [
         f"context n_ctx {fp.context.n_ctx}, n_ubatch {fp.context.n_ubatch}, "
         f"KV {s.cache_type_k}/{s.cache_type_v}, flash attention {s.flash_attn}",
         f"memory  weights {format_size(fp.weights_bytes)} | KV cache "
         f"{format_size(fp.kv_cache_bytes + fp.recurrent_bytes)} | compute "
         f"{format_size(fp.compute_bytes)} | output {format_size(fp.output_bytes)} | "
-        f"total {format_size(fp.total_bytes)}",
+        f"total {format_size(fp.resident_bytes)}",
     ]
+    if fp.repack_bytes:
+        lines.append(
+            f"        on the CPU llama.cpp also logs {format_size(fp.repack_bytes)} of repacked "
+            f"weight copies (CPU_REPACK; the mapped originals go cold): "
+            f"{format_size(fp.total_bytes)} in its buffer lines"
+        )
+    return lines
 
 
 def _model_line(model: GGUFFile, fp: Footprint) -> str:

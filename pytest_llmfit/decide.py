@@ -369,7 +369,7 @@ def _decide_model(
         host = _as_total(host)
     result = cache.plan(req.model_path, host, req.settings, session.headroom)
     fp = result.footprint
-    need = fp.total_bytes
+    need = fp.resident_bytes
     have_line = _have_line(host, "free")
     plan_dict = result.to_dict()["plan"] | {"fits": result.fits}
     tps = result.tokens_per_second

@@ -38,6 +38,9 @@ class Settings:
     offload_kqv: bool = True
     swa_full: bool = True  # llama_context_default_params() keeps a full-size SWA cache
     kv_unified: bool = False
+    # The CPU backend copies some quantized weights into an interleaved layout
+    # ("CPU_REPACK" buffer) for faster matmuls; llama-cpp-python always lets it.
+    repack: bool = True
 
     def validated(self, *, source: str | None = None) -> Settings:
         """Return self with names normalised, or raise ConfigError naming the bad field."""
@@ -139,6 +142,7 @@ class LayerFootprint:
     kv_bytes: int  # this layer's K and V cache
     recurrent_bytes: int  # this layer's recurrent state (Mamba/RWKV/hybrid)
     idle_expert_bytes: int = 0  # MoE expert weights a decoded token does not read
+    repack_bytes: int = 0  # weights the CPU backend copies into repacked layouts
 
     @property
     def total_bytes(self) -> int:
@@ -158,7 +162,8 @@ class Footprint:
     output_layer_bytes: int  # output.weight + output_norm: llama.cpp's "output layer"
     output_is_tied: bool  # no output.weight: token_embd doubles as the output matrix
     other_bytes: int  # tensors outside blocks, embeddings and output (e.g. rope factors)
-    weights_bytes: int  # all of the file's tensor data as llama.cpp maps it
+    weights_bytes: int  # the file's tensor data as llama.cpp maps it (CPU_Mapped)
+    repack_bytes: int  # the CPU_REPACK copies, when every layer runs on the CPU
     kv_cache_bytes: int
     recurrent_bytes: int
     compute_bytes: int  # the compute buffer of a single device holding every layer
@@ -171,6 +176,29 @@ class Footprint:
     def total_bytes(self) -> int:
         return (
             self.weights_bytes
+            + self.repack_bytes
+            + self.kv_cache_bytes
+            + self.recurrent_bytes
+            + self.compute_bytes
+            + self.output_bytes
+        )
+
+    @property
+    def resident_weights_bytes(self) -> int:
+        """Every tensor once: a repacked copy replaces its mapped original, which llama.cpp
+        never reads again (cold page cache), though its log lists both."""
+        return (
+            self.token_embd_bytes
+            + self.output_layer_bytes
+            + self.other_bytes
+            + sum(layer.weights_bytes for layer in self.layers)
+        )
+
+    @property
+    def resident_bytes(self) -> int:
+        """What the model holds in memory: what placement compares with free memory."""
+        return (
+            self.resident_weights_bytes
             + self.kv_cache_bytes
             + self.recurrent_bytes
             + self.compute_bytes
@@ -181,13 +209,21 @@ class Footprint:
     def n_layer(self) -> int:
         return len(self.layers)
 
+    @property
+    def output_repack_bytes(self) -> int:
+        """Repacked copies outside the blocks: the output matrix (or a tied copy of it)."""
+        return self.repack_bytes - sum(layer.repack_bytes for layer in self.layers)
+
     def to_dict(self) -> dict[str, object]:
         return {
-            "weights_bytes": self.weights_bytes,
+            "weights_bytes": self.weights_bytes + self.repack_bytes,
+            "mapped_bytes": self.weights_bytes,
+            "repack_bytes": self.repack_bytes,
             "kv_cache_bytes": self.kv_cache_bytes + self.recurrent_bytes,
             "compute_bytes": self.compute_bytes,
             "output_bytes": self.output_bytes,
             "total_bytes": self.total_bytes,
+            "resident_bytes": self.resident_bytes,
             "token_embd_bytes": self.token_embd_bytes,
             "output_layer_bytes": self.output_layer_bytes,
             "recurrent_bytes": self.recurrent_bytes,
@@ -195,6 +231,24 @@ class Footprint:
             "n_ubatch": self.context.n_ubatch,
             "flash_attn": self.context.flash_attn,
         }
+
+
+# x86-64 with AVX2 (ggml-cpu/repack.cpp, ggml_repack_get_optimal_repack_type): these types
+# are repacked when their row count is a multiple of 8. ARM (NEON) repacks other types too;
+# a simulated host is taken to be x86.
+REPACK_TYPES = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
+
+
+def repackable(info: TensorInfo, *, as_matmul: bool = False) -> bool:
+    """Whether the CPU backend copies this weight into a CPU_REPACK buffer: a 2-D (MUL_MAT)
+    or 3-D expert (MUL_MAT_ID) weight of a repackable type; token_embd is looked up with
+    GET_ROWS and stays mapped unless ``as_matmul`` (a tied output matrix)."""
+    kind = info.ggml_type
+    if kind is None or kind.name not in REPACK_TYPES or len(info.shape) not in (2, 3):
+        return False
+    if info.name.startswith("token_embd.") and not as_matmul:
+        return False
+    return info.name.endswith(".weight") and info.shape[1] % 8 == 0
 
 
 def _block_index(info: TensorInfo) -> int | None:
@@ -230,26 +284,46 @@ def estimate(
         if params.n_expert and params.n_expert_used
         else 0.0
     )
+    per_layer_repack = [0] * params.n_layer_all
     token_embd = output_layer = other = 0
+    tied = model.tensor("output.weight") is None
+    repacked: set[str] = set()
+    other_repack = 0
     for info in model.tensors:
         block = _block_index(info)
+        moves = settings.repack and repackable(info)
+        if moves:
+            repacked.add(info.name)
         if block is not None and block < params.n_layer_all:
             per_layer_weights[block] += info.nbytes
+            per_layer_repack[block] += info.nbytes if moves else 0
             if "_exps." in info.name:
                 per_layer_idle[block] += int(info.nbytes * idle_share)
+            continue
+        if moves:
+            other_repack += info.nbytes
+        if info.name == "token_embd.weight" and tied and settings.repack:
+            # A tied output matrix is a second tensor in the output layer's buffer: on the
+            # CPU it is repacked when its type allows (token_embd itself is read by GET_ROWS).
+            if repackable(info, as_matmul=True):
+                other_repack += info.nbytes
         elif info.name.startswith("token_embd."):
             token_embd += info.nbytes
         elif info.name.startswith("output"):
             output_layer += info.nbytes
         else:
             other += info.nbytes
-    tied = model.tensor("output.weight") is None
 
     kv_per_layer = _kv_bytes_per_layer(params, settings, ctx)
     rs_per_layer = _recurrent_bytes_per_layer(params, ctx)
     layers = tuple(
         LayerFootprint(
-            il, per_layer_weights[il], kv_per_layer[il], rs_per_layer[il], per_layer_idle[il]
+            il,
+            per_layer_weights[il],
+            kv_per_layer[il],
+            rs_per_layer[il],
+            per_layer_idle[il],
+            per_layer_repack[il],
         )
         for il in range(params.n_layer_all)
     )
@@ -266,7 +340,8 @@ def estimate(
         output_layer_bytes=output_layer,
         output_is_tied=tied,
         other_bytes=other,
-        weights_bytes=_mapped_bytes(list(model.tensors)),
+        weights_bytes=_mapped_bytes([t for t in model.tensors if t.name not in repacked]),
+        repack_bytes=sum(per_layer_repack) + other_repack,
         kv_cache_bytes=sum(kv_per_layer),
         recurrent_bytes=sum(rs_per_layer),
         compute_bytes=compute.compute_buffer_bytes(params, ctx, settings, model),

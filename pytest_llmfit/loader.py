@@ -604,8 +604,8 @@ def compare(
         ("compute", footprint.compute_bytes, allocations.compute_bytes),
         ("output", footprint.output_bytes, allocations.output_bytes),
     ]
-    if repack:
-        pairs.append(("repack", 0, repack))
+    if repack or footprint.repack_bytes:
+        pairs.append(("repack", footprint.repack_bytes, repack))
     out = []
     for name, est, act in pairs:
         miss = abs(est - act)

@@ -216,6 +216,8 @@ def _place(
         read = _active_bytes(fp, layer.index) + layer.kv_bytes + layer.recurrent_bytes
         state = layer.kv_bytes + layer.recurrent_bytes
         if dev is None:
+            # Each weight counts once: a repacked copy replaces its mapped original, which
+            # llama.cpp never reads again (cold page cache), though its log lists both.
             h_weights += layer.weights_bytes
             h_kv += state
             h_reads += read
@@ -314,10 +316,11 @@ def _tokens_per_second(
 
 def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
     fp = p.footprint
-    need = format_size(fp.total_bytes)
+    need = format_size(fp.resident_bytes)
     vram = sum(d.free_bytes for d in p.devices)
     lines = [
-        f"needs {need} at n_ctx {fp.context.n_ctx}: weights {format_size(fp.weights_bytes)}, "
+        f"needs {need} at n_ctx {fp.context.n_ctx}: weights "
+        f"{format_size(fp.resident_weights_bytes)}, "
         f"KV cache {format_size(fp.kv_cache_bytes + fp.recurrent_bytes)}, "
         f"compute {format_size(fp.compute_bytes)}, output {format_size(fp.output_bytes)}",
     ]
@@ -378,7 +381,7 @@ def _suggestions(
             out.append(f"a q8_0 KV cache with flash attention would run as {_mode_words(trial)}")
     # More memory.
     if host.gpus or not p.fits:
-        gpu_need = fp.total_bytes - fp.token_embd_bytes - fp.output_bytes
+        gpu_need = fp.resident_bytes - fp.token_embd_bytes - fp.output_bytes
         have = sum(d.budget_bytes for d in p.devices)
         if gpu_need > have and p.devices:
             out.append(f"{format_size(gpu_need - have)} more VRAM would hold every layer on GPUs")
