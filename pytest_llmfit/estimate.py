@@ -15,6 +15,7 @@ from .arch import ModelParams, model_params
 from .errors import ConfigError
 from .ggml import GGMLType, kv_cache_type
 from .gguf import GGUFFile, TensorInfo
+from .speed import DEFAULT_THREAD_RATE, thread_rate
 
 FLASH_ATTN_MODES = ("on", "off", "auto")
 CTX_PAD = 256  # llama_context pads n_ctx (and n_ctx_seq) to a multiple of 256
@@ -170,6 +171,9 @@ class Footprint:
     output_bytes: int  # the host-side logits buffer
     n_vocab: int
     n_embd: int
+    # CPU decode cost of this model's weight mix: seconds per byte for one thread
+    # (speed.CPU_THREAD_RATES weighted by each type's share of the bytes).
+    cpu_seconds_per_byte: float = 0.0
     notes: tuple[str, ...] = ()
 
     @property
@@ -348,8 +352,20 @@ def estimate(
         output_bytes=params.n_vocab * max(ctx.n_seq, 1) * 4,
         n_vocab=params.n_vocab,
         n_embd=params.n_embd,
+        cpu_seconds_per_byte=_cpu_seconds_per_byte(model),
         notes=tuple(notes),
     )
+
+
+def _cpu_seconds_per_byte(model: GGUFFile) -> float:
+    total = seconds = 0.0
+    for info in model.tensors:
+        kind = info.ggml_type
+        if kind is None or info.name.startswith("token_embd."):
+            continue  # one row of the embeddings is read per token
+        total += info.nbytes
+        seconds += info.nbytes / thread_rate(kind.name)
+    return seconds / total if total else 1 / DEFAULT_THREAD_RATE
 
 
 def _kv_bytes_per_layer(params: ModelParams, settings: Settings, ctx: ContextShape) -> list[int]:

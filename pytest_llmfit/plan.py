@@ -18,12 +18,8 @@ from .estimate import Footprint, Settings, estimate
 from .gguf import GGUFFile
 from .hardware import Gpu, Host
 from .settings import DEFAULT_HEADROOM
+from .speed import SpeedModel, cpu_seconds, gpu_seconds
 from .units import format_rate, format_size
-
-# Share of datasheet bandwidth decode reaches in practice (70-90% on GPUs; RAM a bit less).
-GPU_EFFICIENCY = 0.8
-RAM_EFFICIENCY = 0.7
-FALLBACK_RAM_BANDWIDTH = 50e9  # bytes/s, when the host's RAM bandwidth is unknown
 
 
 @dataclass(frozen=True)
@@ -100,6 +96,7 @@ def plan(
     headroom: int = DEFAULT_HEADROOM,
     footprint: Footprint | None = None,
     with_suggestions: bool = True,
+    speed_model: SpeedModel | None = None,
 ) -> Plan:
     """Place ``model`` on ``host`` the way llama.cpp would and say whether it fits."""
     fp = footprint or estimate(model, settings)
@@ -145,7 +142,7 @@ def plan(
         shortfall = host_plan.need_bytes - host_budget
 
     split = _tensor_split([g.memory_free for g in gpus]) if n_gpu and len(gpus) > 1 else ()
-    speed = _tokens_per_second(devices, host_plan, gpus, host)
+    speed = _tokens_per_second(fp, devices, host_plan, gpus, host, speed_model or SpeedModel())
     result = Plan(
         mode=mode,
         fits=fits,
@@ -299,18 +296,29 @@ def _active_bytes(fp: Footprint, il: int) -> int:
 
 
 def _tokens_per_second(
-    devices: list[DevicePlan], host_plan: DevicePlan, gpus: list[Gpu], host: Host
+    fp: Footprint,
+    devices: list[DevicePlan],
+    host_plan: DevicePlan,
+    gpus: list[Gpu],
+    host: Host,
+    model: SpeedModel,
 ) -> float | None:
+    """Layers run one after another, so the per-token times of the devices add up."""
     seconds = 0.0
     for dev, gpu in zip(devices, gpus, strict=True):
         if not dev.read_bytes_per_token:
             continue
         if not gpu.bandwidth:
             return None
-        seconds += dev.read_bytes_per_token / (gpu.bandwidth * GPU_EFFICIENCY)
-    if host_plan.read_bytes_per_token:
-        bandwidth = host.ram.bandwidth or FALLBACK_RAM_BANDWIDTH
-        seconds += host_plan.read_bytes_per_token / (bandwidth * RAM_EFFICIENCY)
+        seconds += gpu_seconds(dev.read_bytes_per_token, gpu.bandwidth, model)
+    seconds += cpu_seconds(
+        host_plan.read_bytes_per_token,
+        fp.cpu_seconds_per_byte,
+        ram_bandwidth=host.ram.bandwidth,
+        threads=model.decode_threads(host.cpu.cores_logical),
+        n_layers=host_plan.n_layers,
+        model=model,
+    )
     return round(1.0 / seconds, 2) if seconds > 0 else None
 
 

@@ -16,6 +16,7 @@ import pytest
 from . import hookspecs
 from .errors import LlmfitError
 from .hardware import Host
+from .llm_fixtures import llm, llm_benchmark, llmfit_models
 from .markers import MARKERS
 from .settings import OPTIONS, SessionSettings, resolve
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # the engine loads when the first marked test is collected
     from .decide import Decision, ModelCache
     from .estimate import Footprint
     from .plan import Plan
+
+__all__ = ["llm", "llm_benchmark", "llmfit", "llmfit_host", "llmfit_models", "llmfit_record"]
 
 REPORT_KEY = "llmfit"  # attribute on TestReport objects; xdist serialises it to the controller
 
@@ -168,6 +171,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(LlmfitSession(config), "llmfit-session")
     if state.ledger_dir:
         config.pluginmanager.register(LedgerRelease(), "llmfit-ledger-release")
+    if config.pluginmanager.hasplugin("benchmark"):
+        config.pluginmanager.register(BenchmarkHooks(state), "llmfit-benchmark")
     if config.pluginmanager.hasplugin("xdist"):
         from ._xdist import XdistHooks
 
@@ -470,6 +475,21 @@ class LlmfitSession:
             append_step_summary(markdown, os.environ)
         except LlmfitError as error:  # a read-only summary file must not fail the session
             warnings.warn(f"pytest-llmfit: {error}", stacklevel=1)
+
+
+class BenchmarkHooks:
+    """pytest-benchmark integration, registered only when it is installed: its saved runs
+    carry the host (GPUs, RAM) the numbers were measured on."""
+
+    def __init__(self, state: LlmfitState) -> None:
+        self.state = state
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_benchmark_update_machine_info(
+        self, config: pytest.Config, machine_info: dict[str, Any]
+    ) -> None:
+        host = self.state.get_host()
+        machine_info["llmfit"] = {"host": host.to_dict(), "description": host.describe()}
 
 
 class LedgerRelease:

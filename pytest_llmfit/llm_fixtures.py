@@ -1,0 +1,197 @@
+"""The ``llm`` and ``llm_benchmark`` fixtures: real models, loaded as the plan says.
+
+pytest glue over pytest_llmfit.loader (the only module that imports llama_cpp). One model
+is held at a time per process (per xdist worker): a test asking for another model or other
+settings evicts it, and every model is closed and checked to have given its memory back.
+What llama.cpp really allocated, beside the estimate, goes into the test's report row.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import LlmfitError
+
+if TYPE_CHECKING:
+    from .loader import Loaded, SpeedResult
+    from .plan import Plan
+
+ESTIMATE_TOLERANCE = 0.10  # a component missing by more than this warns (report keeps all)
+
+
+class LlmfitEstimateWarning(UserWarning):
+    """llama.cpp allocated noticeably more or less than pytest-llmfit estimated."""
+
+
+@dataclass
+class ModelPool:
+    """The loaded model of this process, keyed by path and settings."""
+
+    key: tuple[Any, ...] | None = None
+    loaded: Loaded | None = None
+    releases: list[dict[str, Any]] = field(default_factory=list)
+
+    def get(self, key: tuple[Any, ...]) -> Loaded | None:
+        return self.loaded if self.key == key else None
+
+    def put(self, key: tuple[Any, ...], loaded: Loaded) -> None:
+        self.evict()
+        self.key, self.loaded = key, loaded
+
+    def evict(self) -> None:
+        if self.loaded is None:
+            return
+        from .loader import close_and_check
+
+        release = close_and_check(self.loaded)
+        self.releases.append(
+            {
+                "model": self.loaded.path,
+                "released": release.looks_released,
+                "reason": release.reason,
+            }
+        )
+        if not release.looks_released:
+            warnings.warn(
+                f"pytest-llmfit: {os.path.basename(self.loaded.path)} did not give its memory "
+                f"back after close: {release.reason}",
+                LlmfitEstimateWarning,
+                stacklevel=2,
+            )
+        self.key = self.loaded = None
+
+
+@pytest.fixture(scope="session")
+def llmfit_models() -> Generator[ModelPool, None, None]:
+    """The process's model pool (one loaded model at a time); closed at session end."""
+    pool = ModelPool()
+    yield pool
+    pool.evict()
+
+
+def _model_request(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """The model this test asks for: an indirect parameter, else its requires_model marker."""
+    param = getattr(request, "param", None)
+    if isinstance(param, (str, os.PathLike)):
+        return os.fspath(param), {}
+    if isinstance(param, Mapping):
+        values = dict(param)
+        return os.fspath(values.pop("path")), values
+    mark = request.node.get_closest_marker("requires_model")
+    if mark is None:
+        raise pytest.UsageError(
+            f"the llm fixture needs a model: mark {request.node.nodeid} with "
+            "@requires_model('model.gguf', ...) or parametrize llm indirectly"
+        )
+    path = mark.args[0] if mark.args else mark.kwargs["path"]
+    options = {k: v for k, v in mark.kwargs.items() if k != "path"}
+    return os.fspath(path), options
+
+
+def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
+    from .decide import parse_requirement
+    from .plan import plan
+    from .plugin import state_key
+
+    config = request.config
+    state = config.stash[state_key]
+    path, options = _model_request(request)
+    req = parse_requirement(
+        "requires_model",
+        (path,),
+        options,
+        source=f"llm fixture of {request.node.nodeid}",
+        models_dir=state.settings.models_dir,
+        root=str(config.rootpath),
+    )
+    assert req.model_path is not None and req.settings is not None
+    header = state.cache.header(req.model_path)
+    return req.model_path, plan(
+        header, state.get_host(), req.settings, headroom=state.settings.headroom
+    )
+
+
+@pytest.fixture
+def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
+    """A ``llama_cpp.Llama`` for this test's model, loaded with the planned n_gpu_layers,
+    tensor_split, context and KV settings; reused by later tests asking for the same."""
+    from .loader import compare, load_planned
+    from .plugin import state_key
+
+    state = request.config.stash[state_key]
+    path, planned = _plan_for(request)
+    if not planned.fits:
+        pytest.skip(
+            f"llm fixture: {os.path.basename(path)} does not fit: "
+            f"{planned.reasons[-1] if planned.reasons else planned.mode}"
+        )
+    settings = planned.footprint.settings
+    key = (path, settings, planned.n_gpu_layers, planned.tensor_split)
+    loaded = llmfit_models.get(key)
+    fresh = loaded is None
+    if loaded is None:
+        llmfit_models.evict()  # free the old model before the new one needs the memory
+        try:
+            loaded = load_planned(path, planned)
+        except LlmfitError as error:
+            pytest.fail(f"pytest-llmfit: {error}", pytrace=False)
+        llmfit_models.put(key, loaded)
+    misses = compare(planned.footprint, loaded.allocations, tolerance=ESTIMATE_TOLERANCE)
+    record = state.measured.setdefault(request.node.nodeid, {})
+    record["llama_cpp"] = {
+        "allocations": loaded.allocations.to_dict(),
+        "estimate": {m.component: m.estimated for m in misses},
+        "miss_bytes": {m.component: m.miss_bytes for m in misses},
+        "flagged": [m.component for m in misses if m.flagged],
+        "n_gpu_layers_planned": planned.n_gpu_layers,
+        "n_gpu_layers_used": loaded.n_gpu_layers_used,
+        "attempts": len(loaded.attempts),
+        "load_seconds": round(loaded.load_seconds, 3),
+    }
+    if fresh:
+        if loaded.n_gpu_layers_used < planned.n_gpu_layers:
+            warnings.warn(
+                f"pytest-llmfit: {os.path.basename(path)} loaded with "
+                f"{loaded.n_gpu_layers_used} of the {planned.n_gpu_layers} planned GPU "
+                f"layers after {len(loaded.attempts)} attempts: the estimate was too optimistic",
+                LlmfitEstimateWarning,
+                stacklevel=2,
+            )
+        for miss in misses:
+            if miss.flagged:
+                warnings.warn(
+                    f"pytest-llmfit: {os.path.basename(path)}: {miss.describe()}",
+                    LlmfitEstimateWarning,
+                    stacklevel=2,
+                )
+    return loaded.llm
+
+
+@pytest.fixture
+def llm_benchmark(request: pytest.FixtureRequest, llm: Any, llmfit_models: ModelPool) -> Any:
+    """Measure this test's model: ``result = llm_benchmark()`` times prompt processing and
+    decode over a fixed prompt (a warm-up, then repeats; medians and spread) and records
+    the decode tokens/s in the report beside the predicted speed."""
+    from .loader import measure_speed
+    from .plugin import state_key
+
+    state = request.config.stash[state_key]
+
+    def run(
+        *, prompt_tokens: int = 64, gen_tokens: int = 32, repeats: int = 3, warmup: int = 1
+    ) -> SpeedResult:
+        result = measure_speed(
+            llm, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, repeats=repeats, warmup=warmup
+        )
+        record = state.measured.setdefault(request.node.nodeid, {})
+        record["measured_tokens_per_second"] = round(result.decode_tps, 2)
+        record["speed"] = result.to_dict()
+        return result
+
+    return run

@@ -1,0 +1,93 @@
+"""Decode speed: how many tokens per second a placement reaches.
+
+Decoding one token reads every active weight and the KV cache once. On a GPU that is
+memory-bound: bytes over the achievable share of the datasheet bandwidth. On the CPU it is
+the slower of two limits: RAM bandwidth, and the rate at which the decode threads
+dequantize and multiply (a few GB/s per thread, lower for denser quantizations: measured
+on this project's 2-core x86 machine, see benchmarks/bench_speed.py). A fixed cost per
+token and per layer (graph build and scheduling) dominates only for tiny models.
+
+Defaults describe an x86-64 core with AVX2; :class:`SpeedModel` carries them so that a
+calibration measured on the real machine (kept in pytest's cache by the plugin) can
+replace them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+GPU_EFFICIENCY = 0.8  # achievable share of datasheet bandwidth (70-90% seen)
+RAM_EFFICIENCY = 0.7
+FALLBACK_RAM_BANDWIDTH = 50e9  # bytes/s, when the host's RAM bandwidth is unknown
+
+# Bytes of weights one decode thread gets through per second, per ggml type (x86 AVX2).
+# Measured here with llama.cpp 0c1e570 on generated 100-300 MB models, one thread:
+# F16 7.4-7.9 GB/s, Q8_0 6.3-7.4, Q4_0 (repacked) 4.1-4.7; the K-quants are assumed to
+# sit between Q8_0 and Q4_0 by their unpacking work.
+CPU_THREAD_RATES: dict[str, float] = {
+    "F32": 8.0e9,
+    "F16": 7.5e9,
+    "BF16": 7.0e9,
+    "Q8_0": 7.0e9,
+    "Q6_K": 5.0e9,
+    "Q5_K": 4.8e9,
+    "Q5_0": 4.8e9,
+    "Q5_1": 4.8e9,
+    "Q4_K": 4.6e9,
+    "Q4_0": 4.5e9,
+    "Q4_1": 4.5e9,
+    "IQ4_NL": 4.3e9,
+    "IQ4_XS": 4.3e9,
+    "MXFP4": 4.3e9,
+    "Q3_K": 4.0e9,
+    "Q2_K": 4.0e9,
+}
+DEFAULT_THREAD_RATE = 4.0e9  # types not in the table (IQ1-3, TQ)
+TOKEN_OVERHEAD_S = 20e-6  # per decoded token, CPU backend
+LAYER_OVERHEAD_S = 3e-6  # per layer per token
+
+
+def thread_rate(type_name: str) -> float:
+    return CPU_THREAD_RATES.get(type_name.upper(), DEFAULT_THREAD_RATE)
+
+
+@dataclass(frozen=True)
+class SpeedModel:
+    gpu_efficiency: float = GPU_EFFICIENCY
+    ram_efficiency: float = RAM_EFFICIENCY
+    # Multiplies the CPU compute rates: 1.0 for the defaults, else a measured calibration.
+    cpu_rate_scale: float = 1.0
+    # Decode threads; None means llama-cpp-python's default, max(1, logical CPUs // 2).
+    threads: int | None = None
+    # What measured runs taught (source, runs); kept in reports, not used in the maths.
+    calibration: Mapping[str, Any] = field(default_factory=dict)
+
+    def decode_threads(self, logical_cpus: int) -> int:
+        return self.threads or max(1, logical_cpus // 2)
+
+    def with_scale(self, scale: float, **calibration: Any) -> SpeedModel:
+        return replace(self, cpu_rate_scale=scale, calibration=dict(calibration))
+
+
+def cpu_seconds(
+    read_bytes: int,
+    seconds_per_byte_per_thread: float,
+    *,
+    ram_bandwidth: float | None,
+    threads: int,
+    n_layers: int,
+    model: SpeedModel,
+) -> float:
+    """Seconds the CPU spends on one token reading ``read_bytes`` of weights and cache."""
+    if read_bytes <= 0:
+        return 0.0
+    bandwidth = (ram_bandwidth or FALLBACK_RAM_BANDWIDTH) * model.ram_efficiency
+    memory = read_bytes / bandwidth
+    compute = read_bytes * seconds_per_byte_per_thread / (threads * model.cpu_rate_scale)
+    return max(memory, compute) + TOKEN_OVERHEAD_S + LAYER_OVERHEAD_S * n_layers
+
+
+def gpu_seconds(read_bytes: int, bandwidth: float, model: SpeedModel) -> float:
+    return read_bytes / (bandwidth * model.gpu_efficiency) if read_bytes > 0 else 0.0
