@@ -20,6 +20,7 @@ from .hardware import Gpu, Host
 from .markers import MARKERS
 from .plan import Plan, plan
 from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
+from .speed import SpeedModel
 from .units import format_rate, format_size, parse_size
 
 _MODEL_SETTINGS = {
@@ -243,9 +244,10 @@ def resolve_model_path(path: str, models_dir: str | None, root: str | None) -> s
 class ModelCache:
     """Headers and plans computed once per session, keyed by path and settings."""
 
-    def __init__(self) -> None:
+    def __init__(self, speed_model: SpeedModel | None = None) -> None:
         self._headers: dict[str, GGUFFile | LlmfitError] = {}
         self._plans: dict[tuple[str, Settings, int], Plan] = {}
+        self.speed_model = speed_model or SpeedModel()
 
     def header(self, path: str) -> GGUFFile:
         cached = self._headers.get(path)
@@ -262,7 +264,13 @@ class ModelCache:
     def plan(self, path: str, host: Host, settings: Settings, headroom: int) -> Plan:
         key = (path, settings, headroom)
         if key not in self._plans:
-            self._plans[key] = plan(self.header(path), host, settings, headroom=headroom)
+            self._plans[key] = plan(
+                self.header(path),
+                host,
+                settings,
+                headroom=headroom,
+                speed_model=self.speed_model,
+            )
         return self._plans[key]
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the engine loads when the first marked test is collected
 __all__ = ["llm", "llm_benchmark", "llmfit", "llmfit_host", "llmfit_models", "llmfit_record"]
 
 REPORT_KEY = "llmfit"  # attribute on TestReport objects; xdist serialises it to the controller
+CALIBRATION_KEY = "llmfit/speed-calibration"  # pytest cache: {host fingerprint: scale, runs}
 
 
 @dataclass
@@ -45,13 +46,29 @@ class LlmfitState:
     ledger_dir: str | None = None  # set on xdist workers: the session's shared VRAM ledger
     ledger_timeout: float = 600.0
 
+    # Calibration of the CPU speed model for this host, from pytest's cache (see speed.py).
+    calibration: dict[str, Any] = field(default_factory=dict)
+
     @property
     def cache(self) -> ModelCache:
         if self._cache is None:
             from .decide import ModelCache
+            from .speed import SpeedModel
 
-            self._cache = ModelCache()
+            model = SpeedModel()
+            entry = self.calibration.get(self.fingerprint()) if self.calibration else None
+            if entry and not self.settings.hardware:
+                model = model.with_scale(float(entry["cpu_rate_scale"]), runs=entry["runs"])
+            self._cache = ModelCache(model)
         return self._cache
+
+    def fingerprint(self) -> str:
+        from .speed import host_fingerprint
+
+        host = self.get_host()
+        return host_fingerprint(
+            host.cpu.model, host.cpu.cores_logical, host.ram.total, [g.name for g in host.gpus]
+        )
 
     def get_host(self) -> Host:
         if self.host is None:
@@ -162,6 +179,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except LlmfitError as error:
         raise pytest.UsageError(f"pytest-llmfit: {error}") from None
     state = LlmfitState(settings=settings, pluginmanager=config.pluginmanager)
+    if getattr(config, "cache", None) is not None:
+        state.calibration = dict(config.cache.get(CALIBRATION_KEY, {}))
     worker_input = getattr(config, "workerinput", None)
     if worker_input and worker_input.get("llmfit_host"):
         state.host = Host.from_dict(worker_input["llmfit_host"])
@@ -432,6 +451,33 @@ class LlmfitSession:
             except LlmfitError as error:
                 raise pytest.UsageError(f"pytest-llmfit: {error}") from None
         return None
+
+    def pytest_sessionfinish(self) -> None:
+        """Measured decode speeds of CPU-only runs refine this host's speed model."""
+        if self.on_worker or self.state.settings.hardware:
+            return
+        cache = getattr(self.config, "cache", None)
+        if cache is None:
+            return
+        from .speed import refine_scale
+
+        ratios = [
+            r["measured_tokens_per_second"] / r["predicted_tokens_per_second"]
+            for r in self.state.records.values()
+            if r.get("measured_tokens_per_second")
+            and r.get("predicted_tokens_per_second")
+            and (r.get("plan") or {}).get("mode") == "cpu"
+        ]
+        if not ratios:
+            return
+        key = self.state.fingerprint()
+        entry = self.state.calibration.get(key, {"cpu_rate_scale": 1.0, "runs": 0})
+        entry = {
+            "cpu_rate_scale": round(refine_scale(float(entry["cpu_rate_scale"]), ratios), 4),
+            "runs": int(entry["runs"]) + len(ratios),
+        }
+        self.state.calibration[key] = entry
+        cache.set(CALIBRATION_KEY, self.state.calibration)
 
     def wants_report(self) -> bool:
         option = self.config.getoption

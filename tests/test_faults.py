@@ -1,9 +1,9 @@
-"""Hardware faults, seen from a real pytest session: warned once, reported, decided on what is known.
+"""Hardware faults, seen from a real pytest session: warned once, reported, decided on facts.
 
 Each test builds a machine from fakes (a ``pynvml`` module in ``sys.modules`` built with the
 helpers of test_probes_nvidia, a ``psutil`` module, a cgroup tree in a temporary folder),
-runs a pytest session on it with pytester (in process, so the fakes are what the plugin's
-probes import) and checks three things:
+installed by a ``conftest.py`` before the plugin probes, runs a pytest session on it in its
+own process (pytester) and checks three things:
 
 * the problem is shown once, as an ``LlmfitProbeWarning`` in the warnings summary;
 * the JSON report's ``host.notes`` says what is missing;
@@ -14,9 +14,9 @@ probes import) and checks three things:
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
-import sys
 import textwrap
 import types
 from collections.abc import Iterator
@@ -30,13 +30,7 @@ from test_probes_nvidia import (
     LIBRARY_NOT_FOUND,
     MIB,
     FakeGpu,
-    a100,
-    make_fake_nvml,
-    mig_a100,
-    rtx4090,
 )
-
-from pytest_llmfit.probes import ProbeResult, amd, apple, nvidia, system
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -57,6 +51,58 @@ def fake_psutil(total: int = HOST_RAM, available: int = HOST_AVAILABLE) -> types
     return module
 
 
+def lost(card: FakeGpu) -> FakeGpu:
+    """The card fell off the bus: every NVML call on it answers GPU_IS_LOST."""
+    card.lost = True
+    return card
+
+
+def no_memory_info(card: FakeGpu) -> FakeGpu:
+    card.memory_supported = False
+    return card
+
+
+def no_bus_width(card: FakeGpu) -> FakeGpu:
+    card.bus_width_supported = False
+    return card
+
+
+def gb10() -> FakeGpu:
+    """A unified-memory part (DGX Spark's GB10): NVML answers Not Supported for memory."""
+    card = FakeGpu("NVIDIA GB10", "GPU-gb10aaaa-0000-0000-0000-000000000000", 0, 0, 256, 4266)
+    card.cc = (12, 1)
+    return no_memory_info(card)
+
+
+# The machine, installed by a conftest.py before the plugin probes: the session runs in its
+# own process (as users run it), so what it prints is exactly what a user sees.
+CONFTEST = """
+import atexit, json, sys
+sys.path.insert(0, {tests!r})
+from test_probes_nvidia import *
+from test_faults import fake_psutil, gb10, lost, no_bus_width, no_memory_info
+from pytest_llmfit.probes import ProbeResult, amd, apple, nvidia, system
+
+sys.modules["psutil"] = fake_psutil()
+sys.modules["pynvml"] = make_fake_nvml([])
+amd.probe = lambda env, **kwargs: ProbeResult()
+apple.probe = lambda env, **kwargs: ProbeResult()
+_real_cgroup = system.cgroup_memory
+system.cgroup_memory = lambda *args, host_total=0, **kwargs: _real_cgroup(
+    {cgroup!r}, {proc!r}, host_total=host_total
+)
+{setup}
+
+def _record_nvml_calls():
+    calls = getattr(sys.modules.get("pynvml"), "calls", None)
+    if calls:
+        with open("nvml_calls.json", "w") as handle:
+            json.dump(calls, handle)
+
+atexit.register(_record_nvml_calls)
+"""
+
+
 @dataclass
 class Machine:
     """The fake machine a session probes; ``session`` runs pytest on it."""
@@ -64,21 +110,19 @@ class Machine:
     pytester: pytest.Pytester
     monkeypatch: pytest.MonkeyPatch
     root: pathlib.Path
-    model: pathlib.Path
-    nvml: types.ModuleType | None = None
-    extra_args: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
 
-    def gpus(self, gpus: list[FakeGpu], **kwargs: Any) -> types.ModuleType:
-        self.nvml = make_fake_nvml(gpus, **kwargs)
-        self.monkeypatch.setitem(sys.modules, "pynvml", self.nvml)
-        return self.nvml
+    def gpus(self, cards: str, **kwargs: Any) -> None:
+        """``cards`` is Python source over test_probes_nvidia's helpers: "[rtx4090(), a100()]"."""
+        extra = "".join(f", {k}={v!r}" for k, v in kwargs.items())
+        self.setup.append(f'sys.modules["pynvml"] = make_fake_nvml({cards}{extra})')
 
-    def no_nvml_package(self) -> None:
-        self.monkeypatch.setitem(sys.modules, "pynvml", None)
+    def line(self, source: str) -> None:
+        self.setup.append(source)
 
     def driver_files(self, *paths: str) -> None:
         """Where the NVIDIA probe looks for a loaded kernel driver (see DRIVER_HINT_PATHS)."""
-        self.monkeypatch.setattr(nvidia.probe, "__kwdefaults__", {"driver_hint_paths": paths})
+        self.line(f"nvidia.probe.__kwdefaults__ = {{'driver_hint_paths': {paths!r}}}")
 
     def cgroup_v2(self, limit: int, usage: int, inactive_file: int = 0) -> None:
         base = self.root / "cgroup"
@@ -87,23 +131,34 @@ class Machine:
         (base / "memory.current").write_text(f"{usage}\n")
         (base / "memory.stat").write_text(f"anon {usage}\ninactive_file {inactive_file}\n")
 
-    def session(self, source: str, *args: str) -> Result:
-        self.pytester.makepyfile(test_machine=textwrap.dedent(source))
-        report = self.root / "report.json"
-        result = self.pytester.runpytest_inprocess(
-            "-rsx", "-p", "no:cacheprovider", f"--llmfit-report-json={report}", *args
+    def session(self, source: str, *args: str, report: bool = True) -> Result:
+        self.pytester.makeconftest(
+            CONFTEST.format(
+                tests=str(TESTS),
+                cgroup=str(self.root / "cgroup"),
+                proc=str(self.root / "proc"),
+                setup="\n".join(self.setup),
+            )
         )
-        return Result(result, json.loads(report.read_text()))
+        self.pytester.makepyfile(test_machine=textwrap.dedent(source))
+        path = self.root / "report.json"
+        options = [f"--llmfit-report-json={path}"] if report else []
+        run = self.pytester.runpytest_subprocess("-rsx", "-p", "no:cacheprovider", *options, *args)
+        data = json.loads(path.read_text()) if report else {}
+        calls_file = self.pytester.path / "nvml_calls.json"
+        calls = json.loads(calls_file.read_text()) if calls_file.exists() else []
+        return Result(run, data, calls)
 
 
 @dataclass
 class Result:
     run: pytest.RunResult
     report: dict[str, Any]
+    nvml_calls: list[str]
 
     @property
     def text(self) -> str:
-        return self.run.stdout.str() + self.run.stderr.str()
+        return self.run.stdout.str() + "\n" + self.run.stderr.str()
 
     @property
     def notes(self) -> list[str]:
@@ -115,16 +170,21 @@ class Result:
         }
 
     def warned_once(self, problem: str) -> None:
-        """The problem is in the warnings summary exactly once, as an LlmfitProbeWarning."""
+        """Shown exactly once, as an LlmfitProbeWarning, and kept in the report's host notes."""
         text = self.text
         assert "Traceback" not in text and "INTERNALERROR" not in text, text
         lines = [line for line in text.splitlines() if problem in line]
         assert len(lines) == 1, text
         assert f"{WARNING}: {problem}" in lines[0], lines[0]
-        assert problem in self.notes
+        if self.report:
+            assert problem in self.notes
 
     def not_warned(self) -> None:
         assert WARNING not in self.text, self.text
+        assert "Traceback" not in self.text
+
+
+TESTS = pathlib.Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -138,25 +198,14 @@ def machine(
     each test adds its fault."""
     for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER", "HIP_VISIBLE_DEVICES"):
         monkeypatch.delenv(name, raising=False)
-    for name in [n for n in list(__import__("os").environ) if n.startswith("LLMFIT_")]:
+    for name in [n for n in os.environ if n.startswith("LLMFIT_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("LLMFIT_CACHE_DIR", str(tmp_path / "cache"))  # no cached RAM bandwidth
-    monkeypatch.setitem(sys.modules, "psutil", fake_psutil())
-    monkeypatch.setitem(sys.modules, "pynvml", make_fake_nvml([]))
-    monkeypatch.setattr(amd, "probe", lambda env, **kwargs: ProbeResult())
-    monkeypatch.setattr(apple, "probe", lambda env, **kwargs: ProbeResult())
     (tmp_path / "cgroup").mkdir()
     (tmp_path / "proc" / "self").mkdir(parents=True)
     (tmp_path / "proc" / "self" / "cgroup").write_text("0::/\n")
-    real_cgroup = system.cgroup_memory
-
-    def cgroup_here(*args: Any, host_total: int = 0, **kwargs: Any) -> Any:
-        return real_cgroup(tmp_path / "cgroup", tmp_path / "proc", host_total=host_total)
-
-    monkeypatch.setattr(system, "cgroup_memory", cgroup_here)
-    model = pytester.path / "m8b.gguf"
-    shutil.copy(stub_8b, model)
-    yield Machine(pytester, monkeypatch, tmp_path, model)
+    shutil.copy(stub_8b, pytester.path / "m8b.gguf")
+    yield Machine(pytester, monkeypatch, tmp_path)
 
 
 GPU_TESTS = """
@@ -174,17 +223,33 @@ GPU_TESTS = """
     @pytest.mark.requires_model("m8b.gguf")
     def test_model_8b(): pass
 """
+NO_GPU = "requires_gpu 1x: found 0 matching of 0 (no GPU)"
+
+
+def assert_no_gpu_decisions(result: Result) -> None:
+    """No GPU known: GPU tests skip, RAM tests and the model (on the CPU) still run."""
+    decisions = result.decisions()
+    assert decisions["test_one_gpu"] == ("skip", NO_GPU)
+    assert decisions["test_vram_20gb"] == (
+        "skip",
+        "requires_vram 20GB: needs 20.0 GB VRAM; have no GPU; short by 20.0 GB",
+    )
+    assert decisions["test_ram_32gb"][0] == "run"
+    assert decisions["test_model_8b"][0] == "run"
+    assert "CPU only" in decisions["test_model_8b"][1]
+    assert result.report["host"]["gpus"] == []
+    result.run.assert_outcomes(passed=2, skipped=4)
 
 
 # -- the machine itself is fine: the baseline the faults are compared with -----------------
 
 
-def test_healthy_machine_has_no_warning_and_no_notes(machine: Machine) -> None:
-    machine.gpus([rtx4090(), a100()])
+def test_healthy_machine_has_no_warning(machine: Machine) -> None:
+    machine.gpus("[rtx4090(), a100()]")
     result = machine.session(GPU_TESTS, "-W", "error::pytest_llmfit.probes.LlmfitProbeWarning")
     result.run.assert_outcomes(passed=6)
     result.not_warned()
-    assert result.notes == [
+    assert result.notes == [  # a note, not a problem: never warned
         "CUDA_DEVICE_ORDER is FASTEST_FIRST and the GPUs differ: CUDA numbering approximated "
         "(compute capability first); set CUDA_DEVICE_ORDER=PCI_BUS_ID for an exact mapping"
     ]
@@ -192,99 +257,89 @@ def test_healthy_machine_has_no_warning_and_no_notes(machine: Machine) -> None:
         "NVIDIA GeForce RTX 4090",
         "NVIDIA A100-SXM4-40GB",
     ]
+    assert result.report["host"]["ram"]["cgroup_limit"] is None
+    assert result.nvml_calls.count("init") == 1  # probed once for the whole session
 
 
 # -- NVML missing or failing to start -------------------------------------------------------
 
 
 def test_no_nvidia_package(machine: Machine) -> None:
-    machine.no_nvml_package()
+    machine.line('sys.modules["pynvml"] = None')
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)  # RAM and the model on the CPU run
     result.warned_once(
         "NVML not available: the nvidia-ml-py package is not importable "
         "(import of pynvml halted; None in sys.modules)"
     )
-    decisions = result.decisions()
-    assert decisions["test_one_gpu"] == (
-        "skip",
-        "requires_gpu 1x: found 0 matching of 0 (no GPU)",
-    )
-    assert decisions["test_ram_32gb"][0] == "run"
-    assert decisions["test_model_8b"][0] == "run"
-    assert "CPU only" in decisions["test_model_8b"][1]
+    assert_no_gpu_decisions(result)
 
 
 def test_no_driver_at_all_is_a_note_not_a_warning(machine: Machine) -> None:
-    machine.gpus([], init_error=LIBRARY_NOT_FOUND)
+    machine.gpus("[]", init_error=LIBRARY_NOT_FOUND)
     machine.driver_files("/nonexistent/proc/driver/nvidia/version")
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)
     result.not_warned()
     assert result.notes == ["no NVIDIA driver: libnvidia-ml.so.1 not found"]
+    assert_no_gpu_decisions(result)
 
 
 def test_driver_loaded_but_library_missing_in_a_container(machine: Machine) -> None:
     version = machine.root / "version"
     version.write_text("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.14\n")
-    machine.gpus([rtx4090()], init_error=LIBRARY_NOT_FOUND)
+    machine.gpus("[rtx4090()]", init_error=LIBRARY_NOT_FOUND)
     machine.driver_files(str(version))
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)
     result.warned_once(
         f"NVML not available: libnvidia-ml.so.1 not found, although an NVIDIA driver is loaded "
         f"({version} exists); in a container, start it with the NVIDIA runtime "
         "(docker --gpus all)"
     )
+    assert_no_gpu_decisions(result)
 
 
 def test_driver_library_version_mismatch(machine: Machine) -> None:
-    nvml = machine.gpus([rtx4090()], init_error=LIB_RM_VERSION_MISMATCH)
+    machine.gpus("[rtx4090()]", init_error=LIB_RM_VERSION_MISMATCH)
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)
     result.warned_once("NVML initialisation failed: RM has detected an NVML/RM version mismatch.")
-    assert result.report["host"]["gpus"] == []
-    assert nvml.calls == ["init"]  # probed once for the whole session, never shut down
+    assert_no_gpu_decisions(result)
+    assert result.nvml_calls == ["init"]  # tried once, never shut down (it never started)
 
 
 def test_kernel_driver_not_loaded(machine: Machine) -> None:
-    machine.gpus([], init_error=DRIVER_NOT_LOADED)
+    machine.gpus("[]", init_error=DRIVER_NOT_LOADED)
     result = machine.session(GPU_TESTS)
     result.warned_once("NVML not available: the NVIDIA kernel driver is not loaded")
-    assert result.decisions()["test_ram_32gb"][0] == "run"
+    assert_no_gpu_decisions(result)
 
 
 def test_init_failing_with_an_unknown_error(machine: Machine) -> None:
-    machine.gpus([rtx4090()], init_error=999)
+    machine.gpus("[rtx4090()]", init_error=999)
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)
     result.warned_once("NVML initialisation failed: NVML error 999")
+    assert_no_gpu_decisions(result)
 
 
 def test_a_query_raising_something_unexpected(machine: Machine) -> None:
-    nvml = machine.gpus([rtx4090()])
-
-    def broken() -> int:
-        raise RuntimeError("driver returned garbage")
-
-    nvml.nvmlDeviceGetCount = broken  # type: ignore[attr-defined]
+    machine.gpus("[rtx4090()]")
+    machine.line(
+        "def _broken():\n    raise RuntimeError('driver returned garbage')\n"
+        'sys.modules["pynvml"].nvmlDeviceGetCount = _broken'
+    )
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)
     result.warned_once("NVML query failed: driver returned garbage")
-    assert nvml.calls[-1] == "shutdown"  # NVML is shut down even then
+    assert_no_gpu_decisions(result)
+    assert result.nvml_calls[-1] == "shutdown"  # NVML is shut down even then
 
 
 # -- one GPU of two fell off the bus --------------------------------------------------------
 
 
 def test_one_gpu_of_two_lost(machine: Machine) -> None:
-    lost = rtx4090("GPU-4090bbbb-0000-0000-0000-000000000000")
-    lost.lost = True
-    machine.gpus([rtx4090(), lost])
+    machine.gpus("[rtx4090(), lost(rtx4090('GPU-4090bbbb-0000-0000-0000-000000000000'))]")
     result = machine.session(GPU_TESTS)
     result.warned_once("NVIDIA GPU 1 skipped: GPU is lost")
     decisions = result.decisions()
-    # What is left: one RTX 4090 with 23000 - 300 MiB free (24.1 GB, not two cards' 48 GB).
+    # What is left: one RTX 4090 with 23000 - 300 MiB free (23.8 GB), not two cards' 47.6 GB.
     assert decisions["test_one_gpu"][0] == "run"
     assert decisions["test_two_gpus"] == (
         "skip",
@@ -304,14 +359,12 @@ def test_one_gpu_of_two_lost(machine: Machine) -> None:
 
 
 def test_first_gpu_lost_renumbers_the_rest(machine: Machine) -> None:
-    lost = rtx4090("GPU-4090bbbb-0000-0000-0000-000000000000")
-    lost.lost = True
-    machine.gpus([lost, a100()])
+    machine.gpus("[lost(rtx4090()), a100()]")
     machine.monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     result = machine.session(GPU_TESTS)
     result.warned_once("NVIDIA GPU 0 skipped: GPU is lost")
     (gpu,) = result.report["host"]["gpus"]
-    # NVML index 1 stays the NVML index; CUDA, which never saw the lost card, calls it 0.
+    # The NVML index stays 1; CUDA, which never saw the lost card, calls the A100 device 0.
     assert (gpu["name"], gpu["index"], gpu["cuda_index"]) == ("NVIDIA A100-SXM4-40GB", 1, 0)
     assert result.decisions()["test_vram_30gb"][0] == "run"  # 40000 - 300 MiB free
 
@@ -320,67 +373,86 @@ def test_first_gpu_lost_renumbers_the_rest(machine: Machine) -> None:
 
 
 def test_memory_info_not_supported(machine: Machine) -> None:
-    # Grace-Blackwell GB10 style: NVML answers Not Supported for memory on unified parts.
-    gb10 = FakeGpu("NVIDIA GB10", "GPU-gb10aaaa-0000-0000-0000-000000000000", 0, 0, 256, 4266)
-    gb10.cc = (12, 1)
-    gb10.memory_supported = False
-    machine.gpus([gb10])
+    machine.gpus("[gb10()]")
     result = machine.session(GPU_TESTS)
     result.warned_once(
         "NVIDIA GPU 0 (NVIDIA GB10): memory size unknown (Not Supported); counted as 0 bytes"
     )
     decisions = result.decisions()
     assert decisions["test_one_gpu"][0] == "run"  # the GPU is known to be there
-    assert decisions["test_vram_20gb"] == (
+    assert decisions["test_vram_20gb"] == (  # its memory is not: counted as none
         "skip",
         "requires_vram 20GB: needs 20.0 GB VRAM; have 0 B VRAM (1x NVIDIA GB10); short by 20.0 GB",
     )
     assert decisions["test_ram_32gb"][0] == "run"
-    # The model does not count on the unknown VRAM: it fits in RAM, on the CPU side.
-    assert decisions["test_model_8b"][0] == "run"
-    assert (
-        "0/33 layers on GPU" in decisions["test_model_8b"][1]
-        or "CPU" in (decisions["test_model_8b"][1])
+    # The model does not count on the unknown VRAM: it runs from RAM.
+    decision, reason = decisions["test_model_8b"]
+    assert decision == "run" and "0/33 layers on GPU" in reason, reason
+
+
+def test_bandwidth_unknown_still_decides(machine: Machine) -> None:
+    machine.gpus("[no_bus_width(rtx4090())]")
+    result = machine.session(GPU_TESTS)
+    result.warned_once(
+        "NVIDIA GPU 0 (NVIDIA GeForce RTX 4090): memory bandwidth unknown (Not Supported)"
     )
+    assert result.decisions()["test_model_8b"][0] == "run"
+    assert result.report["host"]["gpus"][0]["bandwidth"] is None
 
 
 # -- MIG ------------------------------------------------------------------------------------
 
 
-def test_mig_instances_count_as_one_gpu_of_their_own_size(machine: Machine) -> None:
-    machine.gpus([mig_a100()])
+def test_mig_instance_is_one_gpu_of_its_own_size(machine: Machine) -> None:
+    machine.gpus("[mig_a100()]")
     result = machine.session(GPU_TESTS)
     result.not_warned()  # MIG is a configuration, not a fault: a note
     (note,) = result.notes
-    assert note.startswith("NVIDIA GPU 0 (NVIDIA A100-SXM4-40GB) is in MIG mode: a CUDA process ")
+    assert note == (
+        "NVIDIA GPU 0 (NVIDIA A100-SXM4-40GB) is in MIG mode: a CUDA process sees only one MIG "
+        "device (MIG-aaaaaaaa-1111-0000-0000-000000000000), 1 other device(s) hidden; pick one "
+        "with CUDA_VISIBLE_DEVICES=MIG-<uuid>"
+    )
     decisions = result.decisions()
     assert decisions["test_one_gpu"][0] == "run"
     assert decisions["test_two_gpus"][0] == "skip"
-    # The 3g.20gb instance has 19000 MiB free (19.9 GB): 20 GB does not fit, the A100's 40 would.
+    # The 3g.20gb instance has 19000 MiB free (19.9 GB): 20 GB does not fit; the whole A100 would.
     assert decisions["test_vram_20gb"] == (
         "skip",
         "requires_vram 20GB: needs 20.0 GB VRAM; have 19.9 GB VRAM "
-        "(1x NVIDIA A100-SXM4-40GB MIG 3g.20gb); short by 78.7 MB",
+        "(1x NVIDIA A100-SXM4-40GB MIG 3g.20gb); short by 77.4 MB",
     )
     (gpu,) = result.report["host"]["gpus"]
     assert gpu["mig"] is True and gpu["memory_total"] == 20096 * MIB
 
 
-def test_mig_selected_by_uuid(machine: Machine) -> None:
-    machine.gpus([mig_a100()])
+def test_mig_instance_chosen_by_uuid(machine: Machine) -> None:
+    machine.gpus("[mig_a100()]")
     machine.monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-bbbbbbbb")
     result = machine.session(GPU_TESTS)
     result.not_warned()
     (gpu,) = result.report["host"]["gpus"]
     assert gpu["name"] == "NVIDIA A100-SXM4-40GB MIG 1g.5gb"
-    assert result.decisions()["test_model_8b"][0] == "run"  # partial offload onto 5 GB
+    decision, reason = result.decisions()["test_model_8b"]
+    assert decision == "run" and "partial offload" in reason, reason  # 4.9 GB onto a 5 GB slice
+
+
+def test_two_mig_devices_named_only_one_is_seen(machine: Machine) -> None:
+    machine.gpus("[mig_a100()]")
+    machine.monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-bbbbbbbb,MIG-aaaaaaaa")
+    result = machine.session(GPU_TESTS)
+    result.warned_once(
+        "CUDA_VISIBLE_DEVICES='MIG-bbbbbbbb,MIG-aaaaaaaa' names a MIG device: a CUDA process sees "
+        "only one MIG device (MIG-bbbbbbbb-2222-0000-0000-000000000000), 1 other device(s) hidden"
+    )
+    assert result.decisions()["test_two_gpus"][0] == "skip"
 
 
 # -- CUDA_VISIBLE_DEVICES naming a device that does not exist ------------------------------
 
 
 def test_cuda_visible_devices_names_a_missing_device(machine: Machine) -> None:
-    machine.gpus([rtx4090(), a100()])
+    machine.gpus("[rtx4090(), a100()]")
     machine.monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     machine.monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7")
     result = machine.session(GPU_TESTS)
@@ -391,29 +463,29 @@ def test_cuda_visible_devices_names_a_missing_device(machine: Machine) -> None:
     (gpu,) = result.report["host"]["gpus"]
     assert gpu["name"] == "NVIDIA A100-SXM4-40GB"
     assert result.decisions()["test_two_gpus"][0] == "skip"
+    assert result.decisions()["test_vram_30gb"][0] == "run"
 
 
 def test_cuda_visible_devices_hides_everything(machine: Machine) -> None:
-    machine.gpus([rtx4090()])
+    machine.gpus("[rtx4090()]")
     machine.monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-deadbeef")
     result = machine.session(GPU_TESTS)
-    result.run.assert_outcomes(passed=2, skipped=4)
     result.warned_once(
         "CUDA_VISIBLE_DEVICES='GPU-deadbeef': entry 'GPU-deadbeef' matches no NVIDIA device; "
         "CUDA stops the list there (0 device(s) visible)"
     )
+    assert_no_gpu_decisions(result)
 
 
 def test_empty_cuda_visible_devices_is_a_choice_not_a_fault(machine: Machine) -> None:
-    machine.gpus([rtx4090()])
+    machine.gpus("[rtx4090()]")
     machine.monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     result = machine.session(GPU_TESTS)
     result.not_warned()
-    assert result.report["host"]["gpus"] == []
+    assert_no_gpu_decisions(result)
 
 
 # -- a container whose cgroup limit is below the host's RAM --------------------------------
-
 
 RAM_TESTS = """
     import pytest
@@ -431,6 +503,7 @@ def test_cgroup_limit_below_host_ram(machine: Machine) -> None:
     result = machine.session(RAM_TESTS)
     result.not_warned()
     ram = result.report["host"]["ram"]
+    # total is the limit; available = limit - (usage - inactive file cache) = 7 GiB.
     assert (ram["total"], ram["available"], ram["cgroup_limit"]) == (8 * GIB, 7 * GIB, 8 * GIB)
     decisions = result.decisions()
     assert decisions["test_ram_6gib"][0] == "run"
@@ -438,8 +511,7 @@ def test_cgroup_limit_below_host_ram(machine: Machine) -> None:
         "skip",
         "requires_ram 16GB: needs 16.0 GB RAM; have 7.5 GB (container limit); short by 8.5 GB",
     )
-    # A 4.9 GB model on the CPU fits in 7.5 GB; the host's 64 GiB would not be the reason.
-    assert decisions["test_model_8b"][0] == "run"
+    assert decisions["test_model_8b"][0] == "run"  # 4.9 GB of weights on the CPU fit in 7.5 GB
     result.run.assert_outcomes(passed=2, skipped=1)
 
 
@@ -447,16 +519,17 @@ def test_cgroup_limit_too_small_for_the_model(machine: Machine) -> None:
     machine.cgroup_v2(limit=4 * GIB, usage=1 * GIB)
     result = machine.session(RAM_TESTS)
     decision, reason = result.decisions()["test_model_8b"]
-    assert decision == "skip"
+    assert decision == "skip", reason
     assert reason.startswith("requires_model m8b.gguf @4096: needs ")
-    assert "+ 3.2 GB RAM" not in reason and "3.2 GB RAM (no GPU)" in reason
+    assert "have 3.2 GB RAM (no GPU)" in reason  # the container's 3 GiB, not the host's 64
 
 
 def test_cgroup_unreadable_falls_back_to_host_ram(machine: Machine) -> None:
-    def unreadable(*args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(13, "Permission denied", "/sys/fs/cgroup/memory.max")
-
-    machine.monkeypatch.setattr(system, "cgroup_memory", unreadable)
+    machine.line(
+        "def _unreadable(*args, **kwargs):\n"
+        "    raise PermissionError(13, 'Permission denied', '/sys/fs/cgroup/memory.max')\n"
+        "system.cgroup_memory = _unreadable"
+    )
     result = machine.session(RAM_TESTS)
     result.warned_once(
         "cgroup memory limit unreadable: [Errno 13] Permission denied: '/sys/fs/cgroup/memory.max'"
@@ -466,70 +539,61 @@ def test_cgroup_unreadable_falls_back_to_host_ram(machine: Machine) -> None:
 
 
 def test_psutil_missing_falls_back_to_sysconf(machine: Machine) -> None:
-    machine.monkeypatch.setitem(sys.modules, "psutil", None)
+    machine.line('sys.modules["psutil"] = None')
     result = machine.session(RAM_TESTS)
     result.warned_once(
         "psutil not importable (import of psutil halted; None in sys.modules): RAM and CPU "
         "read from os.sysconf"
     )
-    assert result.report["host"]["ram"]["total"] > 0
+    assert result.report["host"]["ram"]["total"] > 0  # this machine's own RAM
     assert result.decisions()["test_ram_6gib"][0] in ("run", "skip")  # decided, not crashed
 
 
-# -- many faults at once, many tests, xdist -------------------------------------------------
+# -- how the warning reaches the user -------------------------------------------------------
+
+
+def test_without_a_report_the_warning_is_in_the_warnings_summary(machine: Machine) -> None:
+    machine.gpus("[rtx4090(), lost(a100())]")
+    result = machine.session(GPU_TESTS, report=False)
+    result.warned_once("NVIDIA GPU 1 skipped: GPU is lost")
+    summary = result.run.stdout.str().split("warnings summary", 1)
+    assert len(summary) == 2 and "NVIDIA GPU 1 skipped: GPU is lost" in summary[1]
+    result.run.assert_outcomes(passed=4, skipped=2)
 
 
 def test_every_problem_once_however_many_tests(machine: Machine) -> None:
-    lost = a100()
-    lost.lost = True
-    card = rtx4090()
-    card.bus_width_supported = False
-    machine.gpus([card, lost])
+    machine.gpus("[no_bus_width(rtx4090()), lost(a100())]")
     machine.cgroup_v2(limit=8 * GIB, usage=1 * GIB)
     source = "import pytest\n" + "".join(
         f"@pytest.mark.requires_vram('{n}GB')\ndef test_{n}(): pass\n" for n in range(1, 41)
     )
     result = machine.session(source)
-    result.run.assert_outcomes(passed=23, skipped=17)
+    result.run.assert_outcomes(passed=23, skipped=17)  # 23.8 GB free on the 4090 left
     result.warned_once("NVIDIA GPU 1 skipped: GPU is lost")
     result.warned_once(
         "NVIDIA GPU 0 (NVIDIA GeForce RTX 4090): memory bandwidth unknown (Not Supported)"
     )
     assert result.text.count(WARNING) == 2
+    assert result.nvml_calls.count("init") == 1
 
 
 def test_a_third_party_probe_that_raises_costs_only_its_own_answer(machine: Machine) -> None:
-    machine.gpus([rtx4090()])
-    machine.pytester.makeconftest(
-        """
-        from pytest_llmfit.hookspecs import hookimpl
-
-        @hookimpl
-        def pytest_llmfit_probe(env):
-            raise OSError("vendor tool crashed")
-        """
+    machine.gpus("[rtx4090()]")
+    machine.line(
+        "from pytest_llmfit.hookspecs import hookimpl\n"
+        "@hookimpl\n"
+        "def pytest_llmfit_probe(env):\n"
+        "    raise OSError('vendor tool crashed')"
     )
     result = machine.session(GPU_TESTS)
     result.warned_once("probe conftest failed: OSError: vendor tool crashed")
     assert result.decisions()["test_one_gpu"][0] == "run"
 
 
-XDIST_CONFTEST = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_probes_nvidia import make_fake_nvml, rtx4090
-
-lost = rtx4090("GPU-4090bbbb-0000-0000-0000-000000000000")
-lost.lost = True
-sys.modules["pynvml"] = make_fake_nvml([rtx4090(), lost])
-"""
-
-
-def test_under_xdist_the_controller_probes_and_warns_once(pytester: pytest.Pytester) -> None:
+def test_under_xdist_the_controller_probes_and_warns_once(machine: Machine) -> None:
     pytest.importorskip("xdist", reason="pytest-xdist is a dev dependency")
-    pytester.makeconftest(XDIST_CONFTEST.format(tests=str(pathlib.Path(__file__).parent)))
-    pytester.makepyfile(
-        """
+    machine.gpus("[rtx4090(), lost(rtx4090('GPU-4090bbbb-0000-0000-0000-000000000000'))]")
+    source = """
         import pytest
         @pytest.mark.parametrize("i", range(4))
         @pytest.mark.requires_gpu(2)
@@ -537,14 +601,25 @@ def test_under_xdist_the_controller_probes_and_warns_once(pytester: pytest.Pytes
         @pytest.mark.parametrize("i", range(4))
         @pytest.mark.requires_vram("20GB")
         def test_vram(i): pass
-        """
+    """
+    result = machine.session(source, "-n", "2", "-p", "xdist")
+    result.run.assert_outcomes(passed=4, skipped=4)
+    result.warned_once("NVIDIA GPU 1 skipped: GPU is lost")
+    assert len(result.report["host"]["gpus"]) == 1
+    assert {t["worker"] for t in result.report["tests"]} <= {"gw0", "gw1"}
+    assert result.nvml_calls.count("init") == 1  # the controller probed, the workers did not
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (reported to the lead): with filterwarnings = error (common in projects) a "
+    "probe problem raises LlmfitProbeWarning out of the plugin: INTERNALERROR, exit 3",
+)
+def test_warnings_as_errors_is_not_an_internal_error(machine: Machine) -> None:
+    machine.gpus("[rtx4090()]", init_error=LIB_RM_VERSION_MISMATCH)
+    machine.pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    result = machine.session(GPU_TESTS, report=False)
+    assert "INTERNALERROR" not in result.text and "Traceback" not in result.text, result.text
+    assert "NVML initialisation failed: RM has detected an NVML/RM version mismatch." in (
+        result.text
     )
-    result = pytester.runpytest_subprocess("-n", "2", "-p", "xdist", "--llmfit-report-json=r.json")
-    result.assert_outcomes(passed=4, skipped=4)
-    text = result.stdout.str() + result.stderr.str()
-    assert "Traceback" not in text
-    problem = "NVIDIA GPU 1 skipped: GPU is lost"
-    assert text.count(problem) == 1, text
-    report = json.loads((pytester.path / "r.json").read_text())
-    assert problem in report["host"]["notes"]
-    assert len(report["host"]["gpus"]) == 1

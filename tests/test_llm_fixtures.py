@@ -123,3 +123,25 @@ def test_pytest_benchmark_machine_info_names_the_host(pytester: pytest.Pytester)
     result.assert_outcomes(passed=1)
     info = json.loads((pytester.path / "b.json").read_text())["machine_info"]["llmfit"]
     assert info["host"]["gpus"][0]["name"] == "NVIDIA GeForce RTX 4090"
+
+
+def test_measured_cpu_runs_calibrate_the_speed_model(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        from pytest_llmfit import requires_model
+        @requires_model("tiny-f16.gguf", n_ctx=256)
+        def test_speed(llm_benchmark):
+            llm_benchmark(prompt_tokens=8, gen_tokens=8, repeats=2)
+        """
+    )
+    suite.runpytest("--llmfit-report-json=first.json").assert_outcomes(passed=1)
+    cache = json.loads((suite.path / ".pytest_cache/v/llmfit/speed-calibration").read_text())
+    ((fingerprint, entry),) = cache.items()
+    assert entry["runs"] == 1 and entry["cpu_rate_scale"] != 1.0
+    first = json.loads((suite.path / "first.json").read_text())["tests"][0]
+    ratio = first["measured_tokens_per_second"] / first["predicted_tokens_per_second"]
+    # the stored scale moved halfway (geometrically) towards what was measured
+    assert entry["cpu_rate_scale"] == pytest.approx(min(max(ratio**0.5, 0.2), 5.0), rel=1e-3)
+    suite.runpytest("--llmfit-report-json=second.json").assert_outcomes(passed=1)
+    second = json.loads((suite.path / "second.json").read_text())["tests"][0]
+    assert second["predicted_tokens_per_second"] != first["predicted_tokens_per_second"]
