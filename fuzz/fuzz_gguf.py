@@ -4,6 +4,9 @@
     python fuzz/make_corpus.py                                  # seeds, if fuzz/corpus/ is missing
     python fuzz/fuzz_gguf.py -max_total_time=600 fuzz/corpus    # fuzz for 10 minutes
 
+libFuzzer saves each input that reaches new code into the first corpus directory: fuzz a
+copy of fuzz/corpus/ to keep the committed seeds as generated (see fuzz/README.md).
+
 The property: for any bytes, :func:`pytest_llmfit.gguf.read_gguf` returns a ``GGUFFile`` or
 raises ``GGUFError``. Anything else is a crash that libFuzzer saves as ``crash-<sha1>``:
 
@@ -45,11 +48,16 @@ except ImportError:  # replay mode, see main()
 
 if atheris is not None:
     with atheris.instrument_imports(include=["pytest_llmfit"]):
+        from pytest_llmfit import gguf
         from pytest_llmfit.errors import GGUFError
-        from pytest_llmfit.gguf import read_gguf
 else:
+    from pytest_llmfit import gguf
     from pytest_llmfit.errors import GGUFError
-    from pytest_llmfit.gguf import read_gguf
+
+# The reader's first read covers 4 MiB, more than any input here: on inputs of odd length
+# it reads 64 bytes first instead, so the code that grows the buffer is fuzzed as well.
+FIRST_CHUNK = gguf._FIRST_CHUNK
+SMALL_CHUNK = 64
 
 DEFAULTS = ("-timeout=1", "-rss_limit_mb=1024")
 
@@ -79,8 +87,9 @@ def check(data: bytes) -> None:
     """Read ``data`` as a GGUF file; anything but success or GGUFError propagates."""
     os.ftruncate(_FD, 0)
     os.pwrite(_FD, data, 0)
+    gguf._FIRST_CHUNK = SMALL_CHUNK if len(data) % 2 else FIRST_CHUNK
     with contextlib.suppress(GGUFError):
-        read_gguf(TARGET)
+        gguf.read_gguf(TARGET)
 
 
 def _replay(paths: list[str]) -> int:

@@ -123,6 +123,12 @@ def seeds() -> dict[str, bytes]:
     out["tensor_dims.gguf"] = gb.build([], shapes, with_data=False).data
     out["split_00001.gguf"] = split_shard(0)
     out["split_00002.gguf"] = split_shard(1)
+    # shard 1 naming a tensor that the target's shard 2 also holds
+    out["split_duplicate.gguf"] = gb.build(
+        [gb.kv("split.no", gb.UINT16, 0), gb.kv("split.count", gb.UINT16, SPLIT_COUNT)],
+        [gb.Tensor("output.weight", (256, 5), gb.Q6_K)],
+        with_data=False,
+    ).data
 
     writer = gguf_package_seed()
     if writer is not None:

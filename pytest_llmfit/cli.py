@@ -46,6 +46,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    value = _positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Will this GGUF model fit, where, and how fast?")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -99,9 +106,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_settings(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=_positive_int, default=4096, help="n_ctx (default 4096)")
-    p.add_argument("--ubatch", type=_positive_int, default=512, help="n_ubatch (default 512)")
-    p.add_argument("--batch", type=_positive_int, default=512, help="n_batch (default 512)")
-    p.add_argument("--parallel", type=_positive_int, default=1, help="sequences (n_seq_max)")
+    p.add_argument("--ubatch", type=_at_least_one, default=512, help="n_ubatch (default 512)")
+    p.add_argument("--batch", type=_at_least_one, default=512, help="n_batch (default 512)")
+    p.add_argument("--parallel", type=_at_least_one, default=1, help="sequences (n_seq_max)")
     p.add_argument(
         "--cache-type", default=None, choices=KV_CACHE_TYPES, help="type of K and V cache"
     )
@@ -116,7 +123,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         n_ctx=args.ctx,
         n_batch=args.batch,
         n_ubatch=args.ubatch,
-        n_seq=max(args.parallel, 1),
+        n_seq=args.parallel,
         cache_type_k=args.cache_type or args.cache_type_k,
         cache_type_v=args.cache_type or args.cache_type_v,
         flash_attn=args.flash_attn,

@@ -8,6 +8,7 @@ can do the same. Reasons are deterministic for one host, so ``pytest -rs`` group
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -169,7 +170,9 @@ def parse_requirement(
                 None, "a size like '24GB'", hint=f"{marker} needs a size", source=source
             )
         need = parse_size(bound["size"], source=source)
-        per_device = bool(bound.get("per_device", False))
+        per_device = bound.get("per_device", False)
+        if not isinstance(per_device, bool):
+            raise ConfigError(per_device, "true or false", source=f"per_device, {source}")
         # The size as the user wrote it: "24GB" and "24GiB" must not both read "25.8 GB".
         written = bound["size"] if isinstance(bound["size"], str) else format_size(need)
         summary = f"{marker} {str(written).strip()}" + (" per GPU" if per_device else "")
@@ -212,6 +215,8 @@ def parse_requirement(
             settings_kwargs, "valid model settings", hint=str(error), source=source
         ) from None
     min_tps = bound.get("min_tokens_per_second")
+    if isinstance(min_tps, float) and not math.isfinite(min_tps):
+        raise ConfigError(min_tps, "a positive number of tokens per second", source=source)
     if min_tps is not None and (
         isinstance(min_tps, bool) or not isinstance(min_tps, (int, float)) or min_tps <= 0
     ):

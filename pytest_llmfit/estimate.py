@@ -45,6 +45,9 @@ class Settings:
 
     def validated(self, *, source: str | None = None) -> Settings:
         """Return self with names normalised, or raise ConfigError naming the bad field."""
+        for name in ("swa_full", "offload_kqv", "kv_unified", "repack"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(getattr(self, name), "true or false", source=_where(name, source))
         for name in ("n_ctx", "n_batch", "n_ubatch", "n_seq"):
             value = getattr(self, name)
             lowest = 0 if name == "n_ctx" else 1

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs
-from .errors import LlmfitError
+from .errors import GGUFError, LlmfitError
 from .hardware import Host
 from .llm_fixtures import llm, llm_benchmark, llmfit_models
 from .markers import MARKERS
@@ -37,6 +37,7 @@ class LlmfitState:
 
     settings: SessionSettings
     pluginmanager: pytest.PytestPluginManager | None = None
+    config: pytest.Config | None = None
     host: Host | None = None
     _cache: ModelCache | None = None
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -72,9 +73,30 @@ class LlmfitState:
 
     def get_host(self) -> Host:
         if self.host is None:
-            self.host = load_host(self.settings, self.pluginmanager)
+            # Probe warnings go through pytest's own warning machinery, whenever the probe
+            # runs (configure, header, collection): they reach the warnings summary, and a
+            # "filterwarnings = error" turns them into one usage error, not an INTERNALERROR.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                host = load_host(self.settings, self.pluginmanager)
+            for warning in caught:
+                self.issue_warning(warning.message)
+            self.host = host
             self.probed = True
         return self.host
+
+    def issue_warning(self, message: Warning | str) -> None:
+        if self.config is None:
+            warnings.warn(message, stacklevel=2)
+            return
+        warning = message if isinstance(message, Warning) else UserWarning(message)
+        try:
+            self.config.issue_config_time_warning(warning, stacklevel=2)
+        except Warning as error:
+            raise pytest.UsageError(
+                f"pytest-llmfit: {error} ({type(error).__name__} made an error by a "
+                "warnings filter)"
+            ) from None
 
 
 state_key = pytest.StashKey[LlmfitState]()
@@ -178,7 +200,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve(cli, os.environ, _ini_values(config))
     except LlmfitError as error:
         raise pytest.UsageError(f"pytest-llmfit: {error}") from None
-    state = LlmfitState(settings=settings, pluginmanager=config.pluginmanager)
+    state = LlmfitState(settings=settings, pluginmanager=config.pluginmanager, config=config)
     if getattr(config, "cache", None) is not None:
         state.calibration = dict(config.cache.get(CALIBRATION_KEY, {}))
     worker_input = getattr(config, "workerinput", None)
@@ -198,6 +220,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(config), "llmfit-xdist")
     if settings.expect:
         _check_expected_host(state)
+    elif settings.hardware:
+        # A simulated host costs nothing to build: check the spec now, so a bad one is a
+        # usage error even when no header line is printed (-q) or no test is marked.
+        try:
+            state.get_host()
+        except LlmfitError as error:
+            raise pytest.UsageError(f"pytest-llmfit: {error}") from None
 
 
 def _check_expected_host(state: LlmfitState) -> None:
@@ -284,6 +313,17 @@ def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
             decisions.append(decision)
             if key is not None:  # identical markers decide identically: decide once
                 state.decisions[key] = decision
+        except GGUFError as error:  # the file's own error, and which marker named it
+            marker = {"name": mark.name, "args": list(mark.args), "kwargs": dict(mark.kwargs)}
+            decisions.append(
+                Decision(
+                    action="error",
+                    fits=False,
+                    reason=f"{error} ({source})",
+                    requirement=mark.name,
+                    markers=(marker,),
+                )
+            )
         except LlmfitError as error:
             marker = {"name": mark.name, "args": list(mark.args), "kwargs": dict(mark.kwargs)}
             decisions.append(

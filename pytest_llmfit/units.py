@@ -50,16 +50,20 @@ def parse_size(value: object, *, source: str | None = None) -> int:
         raise ConfigError(value, SIZE_FORMS, source=source)
     match = _SIZE_RE.match(value)
     if not match:
-        raise ConfigError(value, SIZE_FORMS, source=source)
+        negative = "sizes cannot be negative" if value.strip().startswith("-") else None
+        raise ConfigError(value, SIZE_FORMS, source=source, hint=negative)
     number, exponent, unit = match.groups()
     factor = _UNITS.get(unit.lower() or "b")
     if factor is None:
         hint = f"unknown unit {unit!r} (use B, KB..TB, KiB..TiB)"
         raise ConfigError(value, SIZE_FORMS, source=source, hint=hint)
-    amount = float(number) * (10 ** int(exponent) if exponent else 1)
-    if not math.isfinite(amount):
-        raise ConfigError(value, SIZE_FORMS, source=source)
-    return round(amount * factor)
+    try:
+        amount = float(number) * (10 ** int(exponent) if exponent else 1) * factor
+        if not math.isfinite(amount):
+            raise OverflowError
+        return round(amount)
+    except OverflowError:
+        raise ConfigError(value, SIZE_FORMS, source=source, hint="too large") from None
 
 
 def format_size(n_bytes: float, *, binary: bool = False, digits: int = 1) -> str:

@@ -112,9 +112,14 @@ def test_llm_without_a_model_is_a_clear_usage_error(suite: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["*the llm fixture needs a model: mark *test_x with*"])
 
 
-def test_pytest_benchmark_machine_info_names_the_host(pytester: pytest.Pytester) -> None:
+def test_pytest_benchmark_machine_info_names_the_host(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pytest-benchmark switches itself off inside an xdist worker: run as a plain session.
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
     pytester.makepyfile("def test_b(benchmark):\n    benchmark(sum, [1, 2, 3])\n")
-    result = pytester.runpytest(
+    result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
         "--llmfit-hardware=rtx-4090, ram=64GB",
@@ -136,7 +141,7 @@ def test_measured_cpu_runs_calibrate_the_speed_model(suite: pytest.Pytester) -> 
     )
     suite.runpytest("--llmfit-report-json=first.json").assert_outcomes(passed=1)
     cache = json.loads((suite.path / ".pytest_cache/v/llmfit/speed-calibration").read_text())
-    ((fingerprint, entry),) = cache.items()
+    ((_fingerprint, entry),) = cache.items()
     assert entry["runs"] == 1 and entry["cpu_rate_scale"] != 1.0
     first = json.loads((suite.path / "first.json").read_text())["tests"][0]
     ratio = first["measured_tokens_per_second"] / first["predicted_tokens_per_second"]

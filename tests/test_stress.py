@@ -9,8 +9,8 @@ is replayed and checked:
     equal to the ``live`` each event records); every ``reserve`` ends in exactly one
     ``release`` or ``reclaim``; there is no ``timeout``, ``corrupt`` or ``clear``; no test
     waited for its reservation longer than the ledger timeout;
-(b) every test is in the JSON report exactly once, with an outcome (800 passed, the killer
-    failed);
+(b) every test is in the JSON report exactly once, with an outcome (800 passed; the killer
+    failed, which the llmfit report currently calls "error");
 (c) the killed worker's reservation is reclaimed within a few seconds of the kill, by the
     next reservation of another worker, and the remaining tests still complete.
 
@@ -161,8 +161,11 @@ def test_800_tests_on_4_workers_share_one_gpu(pytester: pytest.Pytester) -> None
     report = json.loads((pytester.path / "r.json").read_text())
     ids = Counter(t["nodeid"] for t in report["tests"])
     assert len(ids) == N_TESTS + 1 and set(ids.values()) == {1}, ids.most_common(3)
-    outcomes = Counter(t.get("outcome") for t in report["tests"])
-    assert outcomes == {"passed": N_TESTS, "failed": 1}, outcomes
+    outcomes = {t["nodeid"]: t.get("outcome") for t in report["tests"]}
+    killer = next(n for n in outcomes if n.endswith("::test_kill_holding"))
+    # pytest counts xdist's crash report (phase "???") as failed; the report says "error"
+    assert outcomes.pop(killer) in ("failed", "error")
+    assert Counter(outcomes.values()) == {"passed": N_TESTS}
     gpu = report["host"]["gpus"][0]
     assert gpu["memory_free"] == BUDGET
 
