@@ -208,6 +208,7 @@ def pytest_configure(config: pytest.Config) -> None:
         state.host = Host.from_dict(worker_input["llmfit_host"])
     if worker_input and worker_input.get("llmfit_ledger"):
         state.ledger_dir = worker_input["llmfit_ledger"]
+    state.ledger_timeout = settings.ledger_timeout
     config.stash[state_key] = state
     config.pluginmanager.register(LlmfitSession(config), "llmfit-session")
     if state.ledger_dir:
@@ -359,7 +360,10 @@ def outcome_of(report: pytest.TestReport) -> str | None:
         if hasattr(report, "wasxfail"):
             return "xpassed" if report.passed else "xfailed"
         return report.outcome
-    return "error" if report.failed else None
+    if report.when == "teardown":
+        return "error" if report.failed else None
+    # xdist's report for a test whose worker crashed (when "???"): pytest counts it failed.
+    return "failed" if report.failed else None
 
 
 class LlmfitSession:

@@ -11,6 +11,7 @@ llmfit_headroom``) and what is accepted. Markers override per test through
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,16 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "fail the session at start unless the detected host matches this spec",
     ),
+    Option(
+        "ledger_timeout",
+        "--llmfit-ledger-timeout",
+        "LLMFIT_LEDGER_TIMEOUT",
+        "llmfit_ledger_timeout",
+        600.0,
+        "seconds a test waits under pytest-xdist for its share of GPU memory before it "
+        "skips (default 600)",
+        kind="seconds",
+    ),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -128,6 +139,7 @@ class SessionSettings:
     models_dir: str | None = None
     strict: bool = False
     expect: str | None = None
+    ledger_timeout: float = 600.0
     # Where each value came from, for messages: {"headroom": "LLMFIT_HEADROOM", ...}
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -144,6 +156,7 @@ class SessionSettings:
             "models_dir": self.models_dir,
             "strict": self.strict,
             "expect": self.expect,
+            "ledger_timeout": self.ledger_timeout,
             "sources": dict(self.sources),
         }
 
@@ -167,6 +180,14 @@ def _check(option: Option, value: Any, source: str) -> Any:
         raise ConfigError(
             value, "a yes/no value (1, true, yes, on / 0, false, no, off)", source=source
         )
+    if option.kind == "seconds":
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ConfigError(value, "a number of seconds above 0", source=source)
+        return seconds
     if option.kind == "choice":
         text = str(value).strip().lower()
         if text not in option.choices:

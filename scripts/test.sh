@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/ruff check pytest_llmfit tests scripts benchmarks
+.venv/bin/ruff check pytest_llmfit tests scripts benchmarks examples fuzz
 .venv/bin/mypy
 .venv/bin/python -m pytest "$@"
