@@ -30,7 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,300", help="model sizes in MB")
     parser.add_argument("--dtypes", default="f16,q8_0,q4_0")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--tokens", type=int, default=64, help="decoded tokens per repeat")
     parser.add_argument("--cache", default=str(ROOT / ".llmfit-cache" / "speed"))
     args = parser.parse_args()
     host = detect_host(ram_bandwidth="measure", warn=False)
@@ -45,19 +46,25 @@ def main() -> int:
             predicted = plan(read_gguf(path), host, settings).tokens_per_second or 0.0
             loaded = load_model(path, n_ctx=512)
             try:
-                speed = measure_speed(loaded.llm, prompt_tokens=32, gen_tokens=32,
-                                      repeats=args.repeats)
+                speed = measure_speed(
+                    loaded.llm, prompt_tokens=32, gen_tokens=args.tokens, repeats=args.repeats
+                )
             finally:
                 close_and_check(loaded)
             error = (predicted - speed.decode_tps) / speed.decode_tps
             rows.append((size, dtype, predicted, speed.decode_tps, speed.decode_tps_range, error))
-            print(f"  {size:4d} MB {dtype:5}  predicted {predicted:7.1f}  measured "
-                  f"{speed.decode_tps:7.1f} tok/s  ({error:+.0%})", flush=True)
+            print(
+                f"  {size:4d} MB {dtype:5}  predicted {predicted:7.1f}  measured "
+                f"{speed.decode_tps:7.1f} tok/s  ({error:+.0%})",
+                flush=True,
+            )
     print("\n| model | predicted tok/s | measured tok/s (min-max) | error |")
     print("|---|---:|---:|---:|")
     for size, dtype, predicted, measured, (lo, hi), error in rows:
-        print(f"| {size} MB {dtype} | {predicted:.1f} | {measured:.1f} ({lo:.1f}-{hi:.1f}) | "
-              f"{error:+.0%} |")
+        print(
+            f"| {size} MB {dtype} | {predicted:.1f} | {measured:.1f} ({lo:.1f}-{hi:.1f}) | "
+            f"{error:+.0%} |"
+        )
     worst = max(abs(r[-1]) for r in rows)
     verdict = "ok" if worst <= TARGET else "over"
     print(f"\nRESULT speed_worst_error={worst:.3f} target={TARGET} {verdict}")

@@ -23,24 +23,26 @@ RAM_EFFICIENCY = 0.7
 FALLBACK_RAM_BANDWIDTH = 50e9  # bytes/s, when the host's RAM bandwidth is unknown
 
 # Bytes of weights one decode thread gets through per second, per ggml type (x86 AVX2).
-# Measured here with llama.cpp 0c1e570 on generated 100-300 MB models, one thread:
-# F16 7.4-7.9 GB/s, Q8_0 6.3-7.4, Q4_0 (repacked) 4.1-4.7; the K-quants are assumed to
-# sit between Q8_0 and Q4_0 by their unpacking work.
+# Medians of four runs here (llama.cpp 0c1e570, generated 100-300 MB models, one decode
+# thread, AMD EPYC VM): F16 5.6-7.7 GB/s, Q8_0 5.1-6.4, Q4_0 (repacked) 5.5-5.9; single
+# runs scatter by +-30% on this shared machine. Types not
+# measured are placed by their unpacking work: repacked ones (Q4_K, IQ4_NL, MXFP4) near
+# Q4_0, the other K-quants below Q8_0.
 CPU_THREAD_RATES: dict[str, float] = {
-    "F32": 8.0e9,
-    "F16": 7.5e9,
-    "BF16": 7.0e9,
-    "Q8_0": 7.0e9,
-    "Q6_K": 5.0e9,
-    "Q5_K": 4.8e9,
-    "Q5_0": 4.8e9,
-    "Q5_1": 4.8e9,
-    "Q4_K": 4.6e9,
-    "Q4_0": 4.5e9,
+    "F32": 6.5e9,
+    "F16": 6.5e9,
+    "BF16": 6.0e9,
+    "Q8_0": 5.7e9,
+    "Q4_0": 5.7e9,
+    "Q4_K": 5.3e9,
+    "IQ4_NL": 5.3e9,
+    "MXFP4": 5.3e9,
+    "Q6_K": 4.5e9,
+    "Q5_K": 4.5e9,
+    "Q5_0": 4.5e9,
+    "Q5_1": 4.5e9,
     "Q4_1": 4.5e9,
-    "IQ4_NL": 4.3e9,
     "IQ4_XS": 4.3e9,
-    "MXFP4": 4.3e9,
     "Q3_K": 4.0e9,
     "Q2_K": 4.0e9,
 }
