@@ -96,7 +96,6 @@ def _model_request(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]
 
 def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
     from .decide import parse_requirement
-    from .plan import plan
     from .plugin import state_key
 
     config = request.config
@@ -111,9 +110,9 @@ def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
         root=str(config.rootpath),
     )
     assert req.model_path is not None and req.settings is not None
-    header = state.cache.header(req.model_path)
-    return req.model_path, plan(
-        header, state.get_host(), req.settings, headroom=state.settings.headroom
+    # The session's plan (its speed model carries this host's calibration).
+    return req.model_path, state.cache.plan(
+        req.model_path, state.get_host(), req.settings, state.settings.headroom
     )
 
 
@@ -154,6 +153,8 @@ def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
         "attempts": len(loaded.attempts),
         "load_seconds": round(loaded.load_seconds, 3),
     }
+    record["predicted_tokens_per_second"] = planned.tokens_per_second
+    record["plan_mode"] = planned.mode
     if fresh:
         if loaded.n_gpu_layers_used < planned.n_gpu_layers:
             warnings.warn(
@@ -192,6 +193,9 @@ def llm_benchmark(request: pytest.FixtureRequest, llm: Any, llmfit_models: Model
         record = state.measured.setdefault(request.node.nodeid, {})
         record["measured_tokens_per_second"] = round(result.decode_tps, 2)
         record["speed"] = result.to_dict()
+        predicted = record.get("predicted_tokens_per_second")
+        if predicted and record.get("plan_mode") == "cpu":
+            record["calibration_ratio"] = result.decode_tps / predicted
         return result
 
     return run

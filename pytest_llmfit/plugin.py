@@ -372,10 +372,10 @@ class LlmfitSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.on_worker = getattr(config, "workerinput", None) is not None
-
-    @property
-    def state(self) -> LlmfitState:
-        return self.config.stash[state_key]
+        self.state: LlmfitState = config.stash[state_key]
+        # Per-test records exist for the report; without one they are not kept at all,
+        # which keeps a large suite's overhead down (the option reaches xdist workers too).
+        self.keep_records = self.wants_report()
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -385,7 +385,8 @@ class LlmfitSession:
             if decision is None:
                 continue
             item.stash[decision_key] = decision
-            state.records[item.nodeid] = new_record(item.nodeid, decision)
+            if self.keep_records:
+                state.records[item.nodeid] = new_record(item.nodeid, decision)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -456,6 +457,8 @@ class LlmfitSession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.keep_records:
+            return
         records = self.state.records
         if self.on_worker:
             # Before xdist sends the report to the controller, which never saw the
@@ -497,8 +500,9 @@ class LlmfitSession:
         return None
 
     def pytest_sessionfinish(self) -> None:
-        """Measured decode speeds of CPU-only runs refine this host's speed model."""
-        if self.on_worker or self.state.settings.hardware:
+        """Measured decode speeds of CPU-only runs refine this host's speed model (in each
+        process that measured: xdist workers write pytest's cache too)."""
+        if self.state.settings.hardware:
             return
         cache = getattr(self.config, "cache", None)
         if cache is None:
@@ -506,14 +510,13 @@ class LlmfitSession:
         from .speed import refine_scale
 
         ratios = [
-            r["measured_tokens_per_second"] / r["predicted_tokens_per_second"]
-            for r in self.state.records.values()
-            if r.get("measured_tokens_per_second")
-            and r.get("predicted_tokens_per_second")
-            and (r.get("plan") or {}).get("mode") == "cpu"
+            float(m["calibration_ratio"])
+            for m in self.state.measured.values()
+            if m.get("calibration_ratio")
         ]
         if not ratios:
             return
+        self.state.calibration = dict(cache.get(CALIBRATION_KEY, {}))  # another worker's
         key = self.state.fingerprint()
         entry = self.state.calibration.get(key, {"cpu_rate_scale": 1.0, "runs": 0})
         entry = {
