@@ -310,7 +310,9 @@ def _tokens_per_second(
             continue
         if not gpu.bandwidth:
             return None
-        seconds += gpu_seconds(dev.read_bytes_per_token, gpu.bandwidth, model)
+        seconds += gpu_seconds(
+            dev.read_bytes_per_token, gpu.bandwidth, model, n_layers=dev.n_layers
+        )
     seconds += cpu_seconds(
         host_plan.read_bytes_per_token,
         fp.cpu_seconds_per_byte,

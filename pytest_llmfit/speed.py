@@ -49,6 +49,10 @@ CPU_THREAD_RATES: dict[str, float] = {
 DEFAULT_THREAD_RATE = 4.0e9  # types not in the table (IQ1-3, TQ)
 TOKEN_OVERHEAD_S = 20e-6  # per decoded token, CPU backend
 LAYER_OVERHEAD_S = 3e-6  # per layer per token
+# GPU: kernel launches and synchronisation per token and per layer (not measured here: no
+# GPU was available; about what llama.cpp's CUDA backend shows for small models).
+GPU_TOKEN_OVERHEAD_S = 100e-6
+GPU_LAYER_OVERHEAD_S = 10e-6
 
 
 def thread_rate(type_name: str) -> float:
@@ -91,8 +95,11 @@ def cpu_seconds(
     return max(memory, compute) + TOKEN_OVERHEAD_S + LAYER_OVERHEAD_S * n_layers
 
 
-def gpu_seconds(read_bytes: int, bandwidth: float, model: SpeedModel) -> float:
-    return read_bytes / (bandwidth * model.gpu_efficiency) if read_bytes > 0 else 0.0
+def gpu_seconds(read_bytes: int, bandwidth: float, model: SpeedModel, *, n_layers: int) -> float:
+    if read_bytes <= 0:
+        return 0.0
+    memory = read_bytes / (bandwidth * model.gpu_efficiency)
+    return memory + GPU_TOKEN_OVERHEAD_S + GPU_LAYER_OVERHEAD_S * n_layers
 
 
 CALIBRATION_WEIGHT = 0.5  # how far one session's measurements move the stored scale
