@@ -37,7 +37,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .ggml import GGML_TYPES_BY_NAME
-from .twins.writer import GGUF_ALIGNMENT, _fast_writer_class, tensor_nbytes
+from .twins.writer import GGUF_ALIGNMENT, _fast_writer_class, add_spm_vocab, tensor_nbytes
 
 ARCHS = ("llama", "qwen2")
 DTYPES = ("f32", "f16", "q8_0", "q4_0")
@@ -48,7 +48,6 @@ FORMAT_VERSION = 1
 
 N_SPECIAL = 3  # <unk>, <s>, </s>
 BYTE_VOCAB = N_SPECIAL + 256 + 1  # + the "▁" piece: 260 tokens
-_SPACE_PIECE = "\u2581"
 WEIGHT_STD = 0.02
 
 
@@ -283,33 +282,6 @@ def dims_for_size(
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _add_byte_vocab(writer: Any, gguf: Any, n_vocab: int) -> None:
-    """<unk>, <s>, </s>, <0x00>..<0xFF>, "▁", then distinct "▁tN" pieces up to n_vocab.
-
-    llama.cpp's SPM tokenizer turns spaces into "▁" (a normal piece here) and every other
-    character falls back to its UTF-8 byte tokens; detokenizing maps them back, so any text
-    round-trips.
-    """
-    tokens = ["<unk>", "<s>", "</s>"]
-    tokens += [f"<0x{b:02X}>" for b in range(256)]
-    tokens.append(_SPACE_PIECE)
-    tokens += [f"{_SPACE_PIECE}t{i}" for i in range(len(tokens), n_vocab)]
-    scores = [0.0] * (N_SPECIAL + 256) + [-float(i) for i in range(N_SPECIAL + 256, n_vocab)]
-    # llama_token_type: 1 normal, 2 unknown, 3 control, 6 byte
-    types = [2, 3, 3] + [6] * 256 + [1] * (n_vocab - N_SPECIAL - 256)
-    vt = gguf.GGUFValueType
-    writer.add_tokenizer_model("llama")
-    writer.add_tokenizer_pre("default")
-    writer.add_key_value(gguf.Keys.Tokenizer.LIST, tokens, vt.ARRAY, sub_type=vt.STRING)
-    writer.add_key_value(gguf.Keys.Tokenizer.SCORES, scores, vt.ARRAY, sub_type=vt.FLOAT32)
-    writer.add_key_value(gguf.Keys.Tokenizer.TOKEN_TYPE, types, vt.ARRAY, sub_type=vt.INT32)
-    writer.add_unk_token_id(0)
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
-    writer.add_add_bos_token(True)
-    writer.add_add_eos_token(False)
-
-
 def _tensor_data(spec: TinySpec, index: int, t: _Tensor, np: Any, quants: Any, qtype: Any) -> Any:
     """The bytes of one tensor, from a generator seeded by (seed, tensor index)."""
     rows = math.prod(t.shape[1:])
@@ -354,7 +326,7 @@ def _write(spec: TinySpec, target: Any, *, header_only: bool = False) -> None:
         writer.add_vocab_size(spec.n_vocab)
         writer.add_file_type(_FTYPE[spec.dtype])
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        _add_byte_vocab(writer, gguf, spec.n_vocab)
+        add_spm_vocab(writer, gguf, spec.n_vocab)  # byte fallback: any text round-trips
 
         tensors = _tensors(spec)
         for t in tensors:

@@ -452,19 +452,21 @@ def _add_metadata(
     writer.add_key_value(key, value, t)
 
 
-def _add_tokenizer(writer: Any, gguf: Any, n_vocab: int) -> None:
-    """An SPM ("llama") vocabulary of n_vocab tokens that llama_vocab::load() accepts.
-
-    Ids 0..2 are <unk>, <s>, </s>; ids 3..258 the 256 byte tokens <0x00>..<0xFF> (the
-    linefeed token is looked up as <0x0A>); the rest are distinct normal pieces. Only the
-    token count matters for memory: it sets n_vocab (embedding rows, logits, output buffer).
+def add_spm_vocab(writer: Any, gguf: Any, n_vocab: int) -> None:
+    """An SPM ("llama") vocabulary of n_vocab tokens that llama_vocab::load() accepts and
+    that round-trips any text: ids 0..2 are <unk>, <s>, </s>; ids 3..258 the 256 byte
+    tokens <0x00>..<0xFF> (every character falls back to its UTF-8 bytes; the linefeed
+    token is looked up as <0x0A>); id 259 the space piece "▁"; the rest are distinct
+    normal pieces. For sizing only the count matters: it sets n_vocab (embedding rows,
+    logits, output buffer). Shared by shape twins and the tiny real models.
     """
-    if n_vocab < 259:
-        raise ValueError(f"n_vocab {n_vocab} is too small for an SPM vocabulary (needs 259)")
+    if n_vocab < 260:
+        raise ValueError(f"n_vocab {n_vocab} is too small for an SPM vocabulary (needs 260)")
     tokens = ["<unk>", "<s>", "</s>"]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
+    tokens.append("\u2581")
     tokens += [f"\u2581t{i}" for i in range(len(tokens), n_vocab)]
-    scores = [0.0] * 3 + [0.0] * 256 + [-float(i) for i in range(259, n_vocab)]
+    scores = [0.0] * 259 + [-float(i) for i in range(259, n_vocab)]
     # llama_token_type: 1 normal, 2 unknown, 3 control, 6 byte
     types = [2, 3, 3] + [6] * 256 + [1] * (n_vocab - 259)
     vt = gguf.GGUFValueType
@@ -473,9 +475,9 @@ def _add_tokenizer(writer: Any, gguf: Any, n_vocab: int) -> None:
     writer.add_key_value(gguf.Keys.Tokenizer.LIST, tokens, vt.ARRAY, sub_type=vt.STRING)
     writer.add_key_value(gguf.Keys.Tokenizer.SCORES, scores, vt.ARRAY, sub_type=vt.FLOAT32)
     writer.add_key_value(gguf.Keys.Tokenizer.TOKEN_TYPE, types, vt.ARRAY, sub_type=vt.INT32)
+    writer.add_unk_token_id(0)
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
-    writer.add_unk_token_id(0)
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
 
@@ -552,7 +554,7 @@ def write_twin(
         writer.add_file_type(q.ftype)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         if not any(k.startswith("tokenizer.ggml.model") for k in shape.metadata):
-            _add_tokenizer(writer, gguf, shape.n_vocab)
+            add_spm_vocab(writer, gguf, shape.n_vocab)
 
         data_bytes = 0
         for spec, type_name in typed:
