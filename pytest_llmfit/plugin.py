@@ -43,7 +43,6 @@ class LlmfitState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
     measured: dict[str, dict[str, Any]] = field(default_factory=dict)  # by nodeid
-    probed: bool = False
     ledger_dir: str | None = None  # set on xdist workers: the session's shared VRAM ledger
     ledger_timeout: float = 600.0
 
@@ -82,7 +81,6 @@ class LlmfitState:
             for warning in caught:
                 self.issue_warning(warning.message)
             self.host = host
-            self.probed = True
         return self.host
 
     def issue_warning(self, message: Warning | str) -> None:
@@ -314,24 +312,15 @@ def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
             decisions.append(decision)
             if key is not None:  # identical markers decide identically: decide once
                 state.decisions[key] = decision
-        except GGUFError as error:  # the file's own error, and which marker named it
-            marker = {"name": mark.name, "args": list(mark.args), "kwargs": dict(mark.kwargs)}
-            decisions.append(
-                Decision(
-                    action="error",
-                    fits=False,
-                    reason=f"{error} ({source})",
-                    requirement=mark.name,
-                    markers=(marker,),
-                )
-            )
         except LlmfitError as error:
+            # A file's own error names the file; add which marker (and test) named it.
+            reason = f"{error} ({source})" if isinstance(error, GGUFError) else str(error)
             marker = {"name": mark.name, "args": list(mark.args), "kwargs": dict(mark.kwargs)}
             decisions.append(
                 Decision(
                     action="error",
                     fits=False,
-                    reason=str(error),
+                    reason=reason,
                     requirement=mark.name,
                     markers=(marker,),
                 )

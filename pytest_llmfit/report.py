@@ -34,7 +34,7 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -226,22 +226,7 @@ class TestRecord:
         outcome = _expect(data, "outcome", (str, type(None)), source)
         if outcome is not None:
             _choice(outcome, OUTCOMES, "outcome", source)
-        known = {
-            "nodeid",
-            "markers",
-            "requirement",
-            "need_bytes",
-            "have_bytes",
-            "decision",
-            "fits",
-            "reason",
-            "plan",
-            "outcome",
-            "duration_s",
-            "predicted_tokens_per_second",
-            "measured_tokens_per_second",
-            "worker",
-        }
+        known = {f.name for f in fields(cls)} - {"extra"}
         return cls(
             nodeid=nodeid,
             requirement=_expect(data, "requirement", (str,), source),
