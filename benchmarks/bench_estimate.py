@@ -17,9 +17,9 @@ import sys
 import tempfile
 from collections import defaultdict
 
-from pytest_llmfit.arch import model_params
-from pytest_llmfit.estimate import estimate
-from pytest_llmfit.gguf import read_gguf
+from pytest_llmfit.engine.arch import model_params
+from pytest_llmfit.engine.estimate import estimate
+from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.twins import write_twin
 from pytest_llmfit.twins.zoo import iter_cases
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_llmfit.gguf import read_gguf
+from pytest_llmfit.engine.gguf import read_gguf
 
 N_VOCAB = 128_256
 N_LAYER = 126

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_speed.py [--sizes 100,300] [--dtypes f16,q8_0,q4_0]
 
-Writes real models of each size and weight type (pytest_llmfit.tiny, cached under
+Writes real models of each size and weight type (pytest_llmfit.twins.tiny, cached under
 .llmfit-cache/speed), loads each with llama-cpp-python's defaults on the CPU, measures
 decode tokens/s (median of repeats) and prints it beside the planner's prediction for the
 detected host (RAM bandwidth measured). Target: within 30% for every model of 100 MB and
@@ -15,12 +15,12 @@ import argparse
 import pathlib
 import sys
 
-from pytest_llmfit.estimate import Settings
-from pytest_llmfit.gguf import read_gguf
-from pytest_llmfit.loader import close_and_check, load_model, measure_speed
-from pytest_llmfit.plan import plan
-from pytest_llmfit.probes import detect_host
-from pytest_llmfit.tiny import dims_for_size, tiny_model_cached
+from pytest_llmfit.engine.estimate import Settings
+from pytest_llmfit.engine.gguf import read_gguf
+from pytest_llmfit.loading import close_and_check, load_model, measure_speed
+from pytest_llmfit.engine.plan import plan
+from pytest_llmfit.hardware.probes import detect_host
+from pytest_llmfit.twins.tiny import dims_for_size, tiny_model_cached
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TARGET = 0.30

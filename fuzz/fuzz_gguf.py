@@ -7,7 +7,7 @@
 libFuzzer saves each input that reaches new code into the first corpus directory: fuzz a
 copy of fuzz/corpus/ to keep the committed seeds as generated (see fuzz/README.md).
 
-The property: for any bytes, :func:`pytest_llmfit.gguf.read_gguf` returns a ``GGUFFile`` or
+The property: for any bytes, :func:`pytest_llmfit.engine.gguf.read_gguf` returns a ``GGUFFile`` or
 raises ``GGUFError``. Anything else is a crash that libFuzzer saves as ``crash-<sha1>``:
 
 * any other exception (re-raised, so atheris prints the Python traceback);

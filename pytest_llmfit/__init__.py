@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from _pytest.mark.structures import MarkDecorator
 
+    from .engine.estimate import Footprint, Settings, estimate
+    from .engine.gguf import GGUFFile, read_gguf
+    from .engine.plan import Plan, plan
     from .errors import ConfigError, GGUFError, LlmfitError, ProbeError, ProfileError
-    from .estimate import Footprint, Settings, estimate
-    from .gguf import GGUFFile, read_gguf
-    from .hardware import Cpu, Gpu, Host, Ram
-    from .plan import Plan, plan
-    from .probes import detect_host
-    from .profiles import host_from_spec, resolve_hardware
+    from .hardware.probes import detect_host
+    from .hardware.profiles import host_from_spec, resolve_hardware
+    from .hardware.types import Cpu, Gpu, Host, Ram
     from .units import format_size, parse_size
 
     requires_vram: MarkDecorator
@@ -42,20 +42,20 @@ _WHERE = {
     "LlmfitError": "errors",
     "ProbeError": "errors",
     "ProfileError": "errors",
-    "Footprint": "estimate",
-    "Settings": "estimate",
-    "estimate": "estimate",
-    "GGUFFile": "gguf",
-    "read_gguf": "gguf",
-    "Cpu": "hardware",
-    "Gpu": "hardware",
-    "Host": "hardware",
-    "Ram": "hardware",
-    "Plan": "plan",
-    "plan": "plan",
-    "detect_host": "probes",
-    "host_from_spec": "profiles",
-    "resolve_hardware": "profiles",
+    "Footprint": "engine.estimate",
+    "Settings": "engine.estimate",
+    "estimate": "engine.estimate",
+    "GGUFFile": "engine.gguf",
+    "read_gguf": "engine.gguf",
+    "Cpu": "hardware.types",
+    "Gpu": "hardware.types",
+    "Host": "hardware.types",
+    "Ram": "hardware.types",
+    "Plan": "engine.plan",
+    "plan": "engine.plan",
+    "detect_host": "hardware.probes",
+    "host_from_spec": "hardware.profiles",
+    "resolve_hardware": "hardware.profiles",
     "format_size": "units",
     "parse_size": "units",
 }

@@ -19,13 +19,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from .engine.estimate import FLASH_ATTN_MODES, Footprint, Settings, estimate
+from .engine.ggml import KV_CACHE_TYPES
+from .engine.gguf import GGUFFile, read_gguf
+from .engine.plan import DEFAULT_HEADROOM, Plan, plan
 from .errors import LlmfitError
-from .estimate import FLASH_ATTN_MODES, Footprint, Settings, estimate
-from .ggml import KV_CACHE_TYPES
-from .gguf import GGUFFile, read_gguf
-from .hardware import Host
-from .plan import Plan, plan
-from .settings import DEFAULT_HEADROOM
+from .hardware.types import Host
 from .units import format_bandwidth, format_rate, format_size, parse_size
 
 PROG = "pytest-llmfit"
@@ -133,10 +132,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _host(spec: str | None) -> Host:
     if spec:
-        from .profiles import resolve_hardware
+        from .hardware.profiles import resolve_hardware
 
         return resolve_hardware(spec, source="--hardware")
-    from .probes import detect_host
+    from .hardware.probes import detect_host
 
     return detect_host()
 
@@ -178,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         _emit(args.json, data, lambda: _describe_model(model, fp))
         return 0
     if command == "stub":
-        from .gguf import write_stub
+        from .engine.gguf import write_stub
 
         written = write_stub(args.model, args.out)
         print(f"wrote {args.out}: {format_size(written)} header of {args.model}")
@@ -190,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_merge(args)
     if command == "profiles":
-        from .profiles import catalog, render_catalog
+        from .hardware.profiles import catalog, render_catalog
 
         if args.json:
             print(json.dumps([p.to_dict() for p in catalog()], indent=2))
@@ -201,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _probe(measure_ram: bool) -> Host:
-    from .probes import detect_host
+    from .hardware.probes import detect_host
 
     return detect_host(ram_bandwidth="measure" if measure_ram else "cached")
 

@@ -1,9 +1,9 @@
 """Hooks that other packages implement to extend pytest-llmfit.
 
 The markers are made with the project name ``"pytest"``, so the same specifications serve
-a plain :class:`pluggy.PluginManager` (what :func:`pytest_llmfit.probes.detect_host` builds)
-and pytest's own plugin manager (where the pytest plugin adds them): an implementation in a
-``conftest.py``, in a package registered under the ``pytest11`` entry point, or passed to
+a plain :class:`pluggy.PluginManager` (what
+:func:`pytest_llmfit.hardware.probes.detect_host` builds) and pytest's own plugin manager
+(where the pytest plugin adds them): an implementation in a ``conftest.py``, in a package registered under the ``pytest11`` entry point, or passed to
 ``detect_host(plugins=[...])`` is found the same way.
 
 Hooks are called with keyword arguments only. Arguments may be added in later versions but
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .probes import ProbeResult
+    from .hardware.types import ProbeResult
 
 hookspec = pluggy.HookspecMarker("pytest")
 hookimpl = pluggy.HookimplMarker("pytest")
@@ -30,21 +30,21 @@ def pytest_llmfit_probe(env: Mapping[str, str]) -> ProbeResult | None:
     """Report accelerators (and optionally RAM or CPU) found on this machine.
 
     Every implementation is called (not first-result); each returns a
-    :class:`~pytest_llmfit.probes.ProbeResult` or ``None`` when it has nothing to say.
+    :class:`~pytest_llmfit.hardware.ProbeResult` or ``None`` when it has nothing to say.
     ``env`` is the environment to honour (``os.environ`` unless a caller passes another
     mapping): read visibility variables from it, not from ``os.environ``.
 
     GPUs from all probes are merged (CUDA-numbered ones first, in CUDA order); for RAM and
     CPU the first non-``None`` answer wins, and plugins registered later are called first,
     so a third-party probe can override the built-in ``system`` probe. Each string in
-    ``problems`` is warned once as :class:`~pytest_llmfit.probes.LlmfitProbeWarning` and
+    ``problems`` is warned once as :class:`~pytest_llmfit.hardware.probes.LlmfitProbeWarning` and
     kept in ``Host.notes``; a probe should never raise.
 
     A working probe for an accelerator pytest-llmfit does not know, in a ``conftest.py``::
 
         from pytest_llmfit.hardware import Gpu
         from pytest_llmfit.hookspecs import hookimpl
-        from pytest_llmfit.probes import ProbeResult
+        from pytest_llmfit.hardware import ProbeResult
 
         @hookimpl
         def pytest_llmfit_probe(env):

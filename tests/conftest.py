@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_llmfit.gguf import GGUFFile, read_gguf
+from pytest_llmfit.engine.gguf import GGUFFile, read_gguf
 
 pytest_plugins = ["pytester"]
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from pytest_llmfit.cli import main as cli_main
-from pytest_llmfit.decide import parse_requirement
+from pytest_llmfit.engine.estimate import Settings
+from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError, GGUFError, LlmfitError
-from pytest_llmfit.estimate import Settings
-from pytest_llmfit.gguf import read_gguf
-from pytest_llmfit.profiles import resolve_hardware
-from pytest_llmfit.settings import resolve
+from pytest_llmfit.hardware.profiles import resolve_hardware
+from pytest_llmfit.plugin.decide import parse_requirement
+from pytest_llmfit.plugin.settings import resolve
 from pytest_llmfit.units import parse_size
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -131,7 +131,7 @@ YES_NO = "a yes/no value (1, true, yes, on / 0, false, no, off)"
     ],
 )  # fmt: skip
 def test_settings_resolve(layer: str, name: str, value: str, expected: str) -> None:
-    from pytest_llmfit.settings import OPTIONS_BY_NAME
+    from pytest_llmfit.plugin.settings import OPTIONS_BY_NAME
 
     option = OPTIONS_BY_NAME[name]
     layers: dict[str, dict[str, Any]] = {"cli": {}, "env": {}, "ini": {}}

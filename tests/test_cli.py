@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from pytest_llmfit.cli import main
-from pytest_llmfit.gguf import GGUFFile
+from pytest_llmfit.engine.gguf import GGUFFile
 
 TwinHeader = Callable[..., GGUFFile]
 

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_llmfit import hookspecs
-from pytest_llmfit.hardware import Cpu, Gpu, Host, Ram
-from pytest_llmfit.hookspecs import hookimpl
-from pytest_llmfit.probes import (
+from pytest_llmfit.hardware.probes import (
     BUILTIN_PROBES,
     LlmfitProbeWarning,
     ProbeResult,
@@ -24,6 +22,8 @@ from pytest_llmfit.probes import (
     detect_host,
     merge_results,
 )
+from pytest_llmfit.hardware.types import Cpu, Gpu, Host, Ram
+from pytest_llmfit.hookspecs import hookimpl
 
 GIB = 2**30
 NO_BUILTINS = BUILTIN_PROBES
@@ -153,7 +153,7 @@ def test_nothing_reported_still_gives_a_host() -> None:
 
 def test_disable_blocks_a_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    import pytest_llmfit.probes.amd as amd_probe
+    import pytest_llmfit.hardware.probes.amd as amd_probe
 
     def fake_probe(env: Mapping[str, str]) -> ProbeResult:
         calls.append("amd")
@@ -219,7 +219,7 @@ def test_call_order_is_pluggys() -> None:
 def test_ram_bandwidth_flag(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Any, flag: bool, expected: float | None
 ) -> None:
-    from pytest_llmfit.probes import system
+    from pytest_llmfit.hardware.probes import system
 
     monkeypatch.setattr(system, "measure_ram_bandwidth", lambda size: 51e9)
     host = detect_host(
@@ -262,9 +262,9 @@ def test_importing_the_probes_loads_no_nvml_and_no_pytest() -> None:
         import sys
         import pytest_llmfit
         import pytest_llmfit.hookspecs
-        import pytest_llmfit.probes
-        import pytest_llmfit.probes.nvidia, pytest_llmfit.probes.amd
-        import pytest_llmfit.probes.apple, pytest_llmfit.probes.system
+        import pytest_llmfit.hardware.probes
+        import pytest_llmfit.hardware.probes.nvidia, pytest_llmfit.hardware.probes.amd
+        import pytest_llmfit.hardware.probes.apple, pytest_llmfit.hardware.probes.system
         loaded = [m for m in ("pynvml", "pytest", "_pytest", "torch", "cupy") if m in sys.modules]
         maps = open("/proc/self/maps").read() if sys.platform.startswith("linux") else ""
         print(loaded, "libnvidia-ml" in maps)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_llmfit.estimate import estimate
-from pytest_llmfit.gguf import GGUFFile
+from pytest_llmfit.engine.estimate import estimate
+from pytest_llmfit.engine.gguf import GGUFFile
 from pytest_llmfit.twins.zoo import ZooCase, iter_cases
 
 TwinHeader = Callable[..., GGUFFile]

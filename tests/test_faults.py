@@ -81,7 +81,7 @@ import atexit, json, sys
 sys.path.insert(0, {tests!r})
 from test_probes_nvidia import *
 from test_faults import fake_psutil, gb10, lost, no_bus_width, no_memory_info
-from pytest_llmfit.probes import ProbeResult, amd, apple, nvidia, system
+from pytest_llmfit.hardware.probes import ProbeResult, amd, apple, nvidia, system
 
 sys.modules["psutil"] = fake_psutil()
 sys.modules["pynvml"] = make_fake_nvml([])
@@ -246,7 +246,9 @@ def assert_no_gpu_decisions(result: Result) -> None:
 
 def test_healthy_machine_has_no_warning(machine: Machine) -> None:
     machine.gpus("[rtx4090(), a100()]")
-    result = machine.session(GPU_TESTS, "-W", "error::pytest_llmfit.probes.LlmfitProbeWarning")
+    result = machine.session(
+        GPU_TESTS, "-W", "error::pytest_llmfit.hardware.probes.LlmfitProbeWarning"
+    )
     result.run.assert_outcomes(passed=6)
     result.not_warned()
     assert result.notes == [  # a note, not a problem: never warned

@@ -1,4 +1,4 @@
-"""pytest_llmfit.gguf: the header reader, split models and stubs.
+"""pytest_llmfit.engine.gguf: the header reader, split models and stubs.
 
 Hand-built bytes (tests/gguf_bytes.py) pin the format and every rejection; files written by
 the ``gguf`` package's GGUFWriter are compared with its own GGUFReader.
@@ -25,8 +25,7 @@ except ImportError:  # pragma: no cover - the dev extra installs them
     gguf = np = None
 
 from pytest_llmfit import gguf as gguf_module
-from pytest_llmfit.errors import GGUFError
-from pytest_llmfit.gguf import (
+from pytest_llmfit.engine.gguf import (
     MAX_MATERIALISED,
     GGUFFile,
     SkippedArray,
@@ -36,6 +35,7 @@ from pytest_llmfit.gguf import (
     split_shard_paths,
     write_stub,
 )
+from pytest_llmfit.errors import GGUFError
 
 
 def write(path: Path, data: bytes) -> Path:

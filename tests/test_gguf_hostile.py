@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pytest_llmfit.engine.gguf import GGUFFile, SkippedArray, ValueType, read_gguf, write_stub
 from pytest_llmfit.errors import GGUFError
-from pytest_llmfit.gguf import GGUFFile, SkippedArray, ValueType, read_gguf, write_stub
 
 FAST = settings(
     max_examples=120,

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-import pytest_llmfit.ledger as ledger_module
+import pytest_llmfit.plugin.ledger as ledger_module
 from pytest_llmfit.errors import LlmfitError
-from pytest_llmfit.ledger import Ledger, LedgerError, LedgerTimeout, default_directory
+from pytest_llmfit.plugin.ledger import Ledger, LedgerError, LedgerTimeout, default_directory
 
 pytestmark = pytest.mark.skipif(
     "fork" not in multiprocessing.get_all_start_methods() or not hasattr(signal, "SIGKILL"),

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="needs the llama extra: pip install -e .[llama]")
 
-from pytest_llmfit.tiny import tiny_model_cached
+from pytest_llmfit.twins.tiny import tiny_model_cached
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_llm_loads_the_marked_model_generates_and_reports_allocations(
         "no:cacheprovider",
         "--llmfit-report-json=r.json",
         "-W",
-        "error::pytest_llmfit.llm_fixtures.LlmfitEstimateWarning",
+        "error::pytest_llmfit.plugin.fixtures.LlmfitEstimateWarning",
     )
     result.assert_outcomes(passed=2)
     report = json.loads((suite.path / "r.json").read_text())

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from pytest_llmfit.engine.estimate import Settings, estimate
+from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError, LlmfitError
-from pytest_llmfit.estimate import Settings, estimate
-from pytest_llmfit.gguf import read_gguf
-from pytest_llmfit.loader import (
+from pytest_llmfit.loading import (
     MIB_ROUNDING,
     Allocations,
     capture_llama_log,
@@ -28,7 +28,7 @@ from pytest_llmfit.loader import (
     parse_buffers,
     settings_kwargs,
 )
-from pytest_llmfit.tiny import ARCHS, DTYPES, tiny_model_cached
+from pytest_llmfit.twins.tiny import ARCHS, DTYPES, tiny_model_cached
 
 MiB = 2**20
 pytest.importorskip(
@@ -106,7 +106,7 @@ def test_device_of(name: str, device: str) -> None:
 
 def test_import_loads_neither_llama_cpp_nor_gguf() -> None:
     code = (
-        "import sys, pytest_llmfit.loader, pytest_llmfit.tiny; "
+        "import sys, pytest_llmfit.loading, pytest_llmfit.twins.tiny; "
         "print(sorted(m for m in ('llama_cpp', 'gguf', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -283,8 +283,8 @@ def test_nothing_loads(cache: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> 
 def test_load_planned_follows_the_plan(cache: pathlib.Path) -> None:
     """A plan for a 24 GB card puts every layer on it; this CPU build runs them on the CPU
     anyway (n_gpu_layers is accepted and ignored), and the footprint still matches."""
-    from pytest_llmfit.plan import plan
-    from pytest_llmfit.profiles import host_from_spec
+    from pytest_llmfit.engine.plan import plan
+    from pytest_llmfit.hardware.profiles import host_from_spec
 
     path = tiny(cache, n_vocab=2000)
     p = plan(read_gguf(path), host_from_spec("rtx-4090, ram=64GB"), Settings(n_ctx=1024))

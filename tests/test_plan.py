@@ -6,12 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_llmfit.estimate import Settings, estimate
-from pytest_llmfit.gguf import GGUFFile
-from pytest_llmfit.hardware import Cpu, Gpu, Host, Ram
-from pytest_llmfit.plan import plan
-from pytest_llmfit.profiles import host_from_spec
-from pytest_llmfit.settings import DEFAULT_HEADROOM
+from pytest_llmfit.engine.estimate import Settings, estimate
+from pytest_llmfit.engine.gguf import GGUFFile
+from pytest_llmfit.engine.plan import DEFAULT_HEADROOM, plan
+from pytest_llmfit.hardware.profiles import host_from_spec
+from pytest_llmfit.hardware.types import Cpu, Gpu, Host, Ram
 
 TwinHeader = Callable[..., GGUFFile]
 GB = 10**9

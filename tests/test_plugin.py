@@ -382,7 +382,7 @@ def test_nothing_is_probed_when_no_test_uses_a_marker(pytester: pytest.Pytester)
         """
         import sys
         def pytest_sessionfinish(session):
-            heavy = ("pytest_llmfit.probes", "pynvml", "llama_cpp")
+            heavy = ("pytest_llmfit.hardware.probes", "pynvml", "llama_cpp")
             loaded = [m for m in heavy if m in sys.modules]
             print("LOADED", loaded)
         """
@@ -464,9 +464,9 @@ def test_xdist_worker_killed_mid_test_does_not_leak_its_reservation(
 
 
 FAKE_GPU_PROBE = """
-from pytest_llmfit.hardware import Gpu
+from pytest_llmfit.hardware.types import Gpu
 from pytest_llmfit.hookspecs import hookimpl
-from pytest_llmfit.probes import ProbeResult
+from pytest_llmfit.hardware.probes import ProbeResult
 
 @hookimpl
 def pytest_llmfit_probe(env):
@@ -512,7 +512,7 @@ def test_pin_gpus_gives_each_worker_its_own_gpu(pytester: pytest.Pytester) -> No
 
 
 def test_gpu_shares_round_robin_and_sharing() -> None:
-    from pytest_llmfit._xdist import gpu_shares
+    from pytest_llmfit.plugin.xdist import gpu_shares
 
     assert gpu_shares(["a", "b", "c", "d"], 2) == {"gw0": ["a", "c"], "gw1": ["b", "d"]}
     assert gpu_shares(["a", "b"], 3) == {"gw0": ["a"], "gw1": ["b"], "gw2": ["a"]}
@@ -545,7 +545,7 @@ def test_importing_the_package_loads_nothing_heavy() -> None:
     code = (
         "import sys, pytest_llmfit, pytest_llmfit.twins;"
         "print(sorted(m for m in ('pytest', 'llama_cpp', 'pynvml', 'numpy', 'gguf', "
-        "'pytest_llmfit.probes', 'pytest_llmfit.estimate') if m in sys.modules))"
+        "'pytest_llmfit.hardware.probes', 'pytest_llmfit.engine.estimate') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmfit.probes import ProbeResult, amd
+from pytest_llmfit.hardware.probes import ProbeResult, amd
 
 GIB = 2**30
 

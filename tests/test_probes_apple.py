@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmfit.probes import ProbeResult, apple
+from pytest_llmfit.hardware.probes import ProbeResult, apple
 
 GIB = 2**30
 GB = 10**9

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmfit.probes import nvidia
+from pytest_llmfit.hardware.probes import nvidia
 
 MIB = 2**20
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmfit.probes import default_cache_dir, system
+from pytest_llmfit.hardware.probes import default_cache_dir, system
 
 GIB = 2**30
 HOST_TOTAL = 64 * GIB

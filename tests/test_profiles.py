@@ -1,4 +1,4 @@
-"""The hardware catalog, spec strings and TOML profile files (pytest_llmfit.profiles)."""
+"""The hardware catalog, spec strings and TOML profile files (pytest_llmfit.hardware.profiles)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_llmfit.errors import ConfigError, ProfileError
-from pytest_llmfit.hardware import Host
-from pytest_llmfit.profiles import (
+from pytest_llmfit.hardware.profiles import (
     FAMILIES,
     HOST_DEFAULTS,
     Profile,
@@ -25,6 +24,7 @@ from pytest_llmfit.profiles import (
     render_profiles,
     resolve_hardware,
 )
+from pytest_llmfit.hardware.types import Host
 from pytest_llmfit.units import parse_size
 
 MiB = 2**20

@@ -57,7 +57,7 @@ def pytest_runtest_setup(item):
     try:
         return (yield)
     finally:
-        from pytest_llmfit.plugin import reservation_key
+        from pytest_llmfit.plugin.state import reservation_key
         held = item.stash.get(reservation_key, None)
         line = {{
             "nodeid": item.nodeid, "pid": os.getpid(), "setup_start": start,

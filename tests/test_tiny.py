@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
+from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError
-from pytest_llmfit.gguf import read_gguf
-from pytest_llmfit.tiny import (
+from pytest_llmfit.twins.tiny import (
     ARCHS,
     BYTE_VOCAB,
     DTYPES,
@@ -160,7 +160,7 @@ def test_cache_reuses_and_keys(tmp_path: pathlib.Path) -> None:
 def test_cache_is_safe_across_processes(tmp_path: pathlib.Path) -> None:
     """Four processes asking at once get one complete file and leave no temporary files."""
     code = (
-        "import sys; from pytest_llmfit.tiny import tiny_model_cached; "
+        "import sys; from pytest_llmfit.twins.tiny import tiny_model_cached; "
         "print(tiny_model_cached(sys.argv[1], n_layer=4, n_embd=256, n_head=4, dtype='f16'))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

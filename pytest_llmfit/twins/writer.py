@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.ggml import GGML_TYPES_BY_NAME, GGMLType
 from ..errors import ConfigError
-from ..ggml import GGML_TYPES_BY_NAME, GGMLType
 from .spec import MetaValue, ModelShape, TensorSpec
 
 GGUF_ALIGNMENT = 32  # GGUF_DEFAULT_ALIGNMENT; the writer never sets general.alignment

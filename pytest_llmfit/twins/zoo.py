@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..estimate import Settings
+from ..engine.estimate import Settings
 
 
 @dataclass(frozen=True)

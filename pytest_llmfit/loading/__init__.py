@@ -8,7 +8,7 @@ This is the only module that imports ``llama_cpp``, and only inside functions: i
 - :func:`load_model` creates ``llama_cpp.Llama`` from our settings, retrying with fewer GPU
   layers when llama.cpp cannot place the model, and never lets a failure escape as anything
   but a one-line :class:`~pytest_llmfit.errors.LlmfitError`;
-- :func:`compare` puts an :class:`~pytest_llmfit.estimate.Footprint` beside the allocations;
+- :func:`compare` puts an :class:`~pytest_llmfit.engine.estimate.Footprint` beside the allocations;
 - :func:`close_and_check` frees the model and tells whether the memory came back;
 - :func:`measure_speed` measures prompt processing and decode speed.
 
@@ -16,7 +16,7 @@ Flash attention: llama-cpp-python's ``Llama(flash_attn=...)`` is a bool that it 
 ``LLAMA_FLASH_ATTN_TYPE_ENABLED`` or ``..._DISABLED`` before creating the context, and the
 context is created inside the constructor, so llama.cpp's own ``AUTO`` cannot be reached
 through the public API. ``flash_attn="auto"`` is therefore loaded as *on* (the same choice
-:func:`~pytest_llmfit.estimate.estimate` makes: the CPU, CUDA and Metal backends support it;
+:func:`~pytest_llmfit.engine.estimate.estimate` makes: the CPU, CUDA and Metal backends support it;
 a backend that does not runs the op on the CPU instead). ``Loaded.flash_attn`` says what was
 asked for, the log line ``llama_context: flash_attn = ...`` what llama.cpp did.
 
@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, LlmfitError
-from .ggml import kv_cache_type
+from ..engine.ggml import kv_cache_type
+from ..errors import ConfigError, LlmfitError
 
 if TYPE_CHECKING:
-    from .estimate import Footprint, Settings
-    from .plan import Plan
+    from ..engine.estimate import Footprint, Settings
+    from ..engine.plan import Plan
 
 MiB = 2**20
 # half of the last printed digit of "%.2f MiB": the most a logged size can be off by
@@ -392,7 +392,7 @@ def load_model(
 ) -> Loaded:
     """Create ``llama_cpp.Llama(path, ...)`` with these settings and capture what it allocated.
 
-    The defaults are :class:`~pytest_llmfit.estimate.Settings`'s, so ``estimate(model)`` and
+    The defaults are :class:`~pytest_llmfit.engine.estimate.Settings`'s, so ``estimate(model)`` and
     ``load_model(path)`` describe the same context. ``n_gpu_layers=-1`` offloads every layer.
     ``type_k``/``type_v`` are cache type names (``f16``, ``q8_0``...), passed to llama.cpp as
     ggml type ids. ``flash_attn`` is ``"on"``, ``"off"`` or ``"auto"`` (loaded as on: see the
@@ -503,7 +503,7 @@ def _n_ctx(llm: Any) -> int:
 
 
 def settings_kwargs(settings: Settings) -> dict[str, Any]:
-    """:func:`load_model` keywords for an :class:`~pytest_llmfit.estimate.Settings`, so the
+    """:func:`load_model` keywords for an :class:`~pytest_llmfit.engine.estimate.Settings`, so the
     loaded context is the one the estimate describes. ``n_seq`` and ``kv_unified`` have no
     ``Llama()`` argument (llama-cpp-python runs one sequence): a value other than the
     default raises a ConfigError rather than loading something else."""

@@ -14,13 +14,9 @@ alive throughout. That peak is one of three phases of a layer or of the head:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .arch import LayerShape, ModelParams
+from .context import ContextShape, Settings
 from .gguf import GGUFFile
-
-if TYPE_CHECKING:  # estimate imports this module; the names are only for annotations
-    from .estimate import ContextShape, Settings
 
 F32 = 4
 F16 = 2

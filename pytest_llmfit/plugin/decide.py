@@ -14,15 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError, LlmfitError
-from .estimate import Settings
-from .gguf import GGUFFile, read_gguf
-from .hardware import Gpu, Host
+from ..engine.estimate import Settings
+from ..engine.gguf import GGUFFile, read_gguf
+from ..engine.plan import Plan, plan
+from ..engine.speed import SpeedModel
+from ..errors import ConfigError, LlmfitError
+from ..hardware.types import Gpu, Host
+from ..units import format_rate, format_size, parse_size
 from .markers import MARKERS
-from .plan import Plan, plan
 from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
-from .speed import SpeedModel
-from .units import format_rate, format_size, parse_size
 
 _MODEL_SETTINGS = {
     "n_ctx",

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, BinaryIO, TypeAlias
 
-from .errors import GGUFError
-from .ggml import GGML_TYPES, GGMLType, ggml_type
+from ...errors import GGUFError
+from ..ggml import GGML_TYPES, GGMLType, ggml_type
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

@@ -35,9 +35,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .ggml import GGML_TYPES_BY_NAME
-from .twins.writer import GGUF_ALIGNMENT, _fast_writer_class, add_spm_vocab, tensor_nbytes
+from ..engine.ggml import GGML_TYPES_BY_NAME
+from ..errors import ConfigError
+from .writer import GGUF_ALIGNMENT, _fast_writer_class, add_spm_vocab, tensor_nbytes
 
 ARCHS = ("llama", "qwen2")
 DTYPES = ("f32", "f16", "q8_0", "q4_0")
@@ -81,7 +81,7 @@ class TinySpec:
 
     def key(self) -> str:
         """A stable hash of the arguments, the format version and the package version."""
-        from . import __version__
+        from .. import __version__
 
         payload = {"spec": asdict(self), "format": FORMAT_VERSION, "version": __version__}
         text = json.dumps(payload, sort_keys=True)
@@ -312,7 +312,7 @@ def _write(spec: TinySpec, target: Any, *, header_only: bool = False) -> None:
     try:
         writer.add_type("model")
         writer.add_name(f"llmfit tiny {spec.arch} {spec.dtype}")
-        writer.add_string("general.source.llmfit", "pytest_llmfit.tiny (random weights)")
+        writer.add_string("general.source.llmfit", "pytest_llmfit.twins.tiny (random weights)")
         writer.add_uint32("general.source.llmfit.seed", spec.seed)
         writer.add_context_length(spec.n_ctx_train)
         writer.add_embedding_length(spec.n_embd)

@@ -21,9 +21,8 @@ import platform
 import subprocess
 from collections.abc import Callable, Mapping
 
-from ..hardware import Gpu
-from ..hookspecs import hookimpl
-from . import ProbeResult
+from ...hookspecs import hookimpl
+from ..types import Gpu, ProbeResult
 
 __all__ = ["CHIP_BANDWIDTH", "chip_bandwidth", "metal_working_set", "probe", "sysctl"]
 

@@ -1,6 +1,6 @@
 """Simulated hardware: a catalog of cards and runners, compact spec strings and TOML files.
 
-"What if I had 2x H100?" is answered by building a :class:`~pytest_llmfit.hardware.Host`
+"What if I had 2x H100?" is answered by building a :class:`~pytest_llmfit.hardware.types.Host`
 that the planner treats exactly like a probed one, with ``simulated=True``.
 
 Three ways in, one way out (:func:`resolve_hardware`):
@@ -72,9 +72,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError, ProfileError
-from .hardware import Cpu, Gpu, Host, Ram
-from .units import SIZE_FORMS, format_bandwidth, format_size, parse_size
+from ..errors import ConfigError, ProfileError
+from ..units import SIZE_FORMS, format_bandwidth, format_size, parse_size
+from .types import Cpu, Gpu, Host, Ram
 
 if sys.version_info >= (3, 11):
     import tomllib

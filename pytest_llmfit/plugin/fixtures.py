@@ -1,6 +1,6 @@
 """The ``llm`` and ``llm_benchmark`` fixtures: real models, loaded as the plan says.
 
-pytest glue over pytest_llmfit.loader (the only module that imports llama_cpp). One model
+pytest glue over pytest_llmfit.loading (the only module that imports llama_cpp). One model
 is held at a time per process (per xdist worker): a test asking for another model or other
 settings evicts it, and every model is closed and checked to have given its memory back.
 What llama.cpp really allocated, beside the estimate, goes into the test's report row.
@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import LlmfitError
+from ..errors import LlmfitError
+from ..hardware.types import Host
+from .state import LlmfitState, state_key
 
 if TYPE_CHECKING:
-    from .loader import Loaded, SpeedResult
-    from .plan import Plan
+    from ..engine.estimate import Footprint
+    from ..engine.plan import Plan
+    from ..loading import Loaded, SpeedResult
 
 ESTIMATE_TOLERANCE = 0.10  # a component missing by more than this warns (report keeps all)
 
@@ -47,7 +50,7 @@ class ModelPool:
     def evict(self) -> None:
         if self.loaded is None:
             return
-        from .loader import close_and_check
+        from ..loading import close_and_check
 
         release = close_and_check(self.loaded)
         self.releases.append(
@@ -96,7 +99,6 @@ def _model_request(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]
 
 def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
     from .decide import parse_requirement
-    from .plugin import state_key
 
     config = request.config
     state = config.stash[state_key]
@@ -120,8 +122,7 @@ def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
 def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
     """A ``llama_cpp.Llama`` for this test's model, loaded with the planned n_gpu_layers,
     tensor_split, context and KV settings; reused by later tests asking for the same."""
-    from .loader import compare, load_planned
-    from .plugin import state_key
+    from ..loading import compare, load_planned
 
     state = request.config.stash[state_key]
     path, planned = _plan_for(request)
@@ -179,8 +180,7 @@ def llm_benchmark(request: pytest.FixtureRequest, llm: Any, llmfit_models: Model
     """Measure this test's model: ``result = llm_benchmark()`` times prompt processing and
     decode over a fixed prompt (a warm-up, then repeats; medians and spread) and records
     the decode tokens/s in the report beside the predicted speed."""
-    from .loader import measure_speed
-    from .plugin import state_key
+    from ..loading import measure_speed
 
     state = request.config.stash[state_key]
 
@@ -199,3 +199,80 @@ def llm_benchmark(request: pytest.FixtureRequest, llm: Any, llmfit_models: Model
         return result
 
     return run
+
+
+class LlmfitEngine:
+    """The engine bound to this session's host and settings (the ``llmfit`` fixture)."""
+
+    def __init__(self, state: LlmfitState, root: str) -> None:
+        self._state = state
+        self._root = root
+
+    @property
+    def host(self) -> Host:
+        return self._state.get_host()
+
+    def model_path(self, model: str | os.PathLike[str]) -> str:
+        """Where a model name resolves, exactly as requires_model resolves it."""
+        from .decide import resolve_model_path
+
+        return resolve_model_path(os.fspath(model), self._state.settings.models_dir, self._root)
+
+    def estimate(self, model: str | os.PathLike[str], **settings: Any) -> Footprint:
+        from ..engine.estimate import Settings, estimate
+
+        return estimate(self._state.cache.header(self.model_path(model)), Settings(**settings))
+
+    def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
+        from ..engine.estimate import Settings
+        from ..engine.plan import plan
+
+        return plan(
+            self._state.cache.header(self.model_path(model)),
+            self.host,
+            Settings(**settings),
+            headroom=self._state.settings.headroom,
+        )
+
+    def fits(self, size: int | str, *, per_device: bool = False) -> bool:
+        from ..units import parse_size
+
+        need = parse_size(size, source="llmfit.fits()")
+        gpus = [
+            g.memory_total if self._state.settings.basis == "total" else g.memory_free
+            for g in self.host.gpus
+        ]
+        have = max(gpus, default=0) if per_device else sum(gpus)
+        return bool(gpus) and need <= have
+
+
+@pytest.fixture(scope="session")
+def llmfit_host(pytestconfig: pytest.Config) -> Host:
+    """This session's host snapshot: detected once, or simulated by --llmfit-hardware."""
+    return pytestconfig.stash[state_key].get_host()
+
+
+@pytest.fixture(scope="session")
+def llmfit(pytestconfig: pytest.Config) -> LlmfitEngine:
+    """The fit engine bound to this session: ``llmfit.plan(path, n_ctx=8192)``,
+    ``llmfit.fits("24GB")``, ``llmfit.host``."""
+    return LlmfitEngine(pytestconfig.stash[state_key], str(pytestconfig.rootpath))
+
+
+@pytest.fixture
+def llmfit_record(request: pytest.FixtureRequest) -> Any:
+    """Record what this test measured into its llmfit report row::
+
+    def test_speed(llmfit_record):
+        llmfit_record(tokens_per_second=41.7)
+    """
+
+    state = request.config.stash[state_key]
+
+    def record(*, tokens_per_second: float | None = None, **extra: Any) -> None:
+        values = state.measured.setdefault(request.node.nodeid, {})
+        if tokens_per_second is not None:
+            values["measured_tokens_per_second"] = float(tokens_per_second)
+        values.update(extra)
+
+    return record

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .units import parse_size
+from ..engine.plan import DEFAULT_HEADROOM
+from ..errors import ConfigError
+from ..units import parse_size
 
-DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
 NOFIT_ACTIONS = ("skip", "xfail", "fail")
 OFFLOAD_ACTIONS = ("run", "xfail", "skip", "benchmark")
 BASES = ("free", "total")

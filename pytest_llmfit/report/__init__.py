@@ -39,8 +39,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import LlmfitError
-from .hardware import Host
+from ..errors import LlmfitError
+from ..hardware.types import Host
 
 SCHEMA_VERSION = 1
 MERGE_KIND = "pytest-llmfit merge"
@@ -371,7 +371,7 @@ def build_report(
     from the clock, ``version`` from the installed pytest-llmfit. Tests pass all three.
     """
     if version is None:
-        from . import __version__ as version
+        from .. import __version__ as version
     if ci is None:
         ci = ci_metadata(os.environ)
     host_obj = host if isinstance(host, Host) else Host.from_dict(host)

@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..hardware import Gpu
-from ..hookspecs import hookimpl
-from . import ProbeResult
+from ...hookspecs import hookimpl
+from ..types import Gpu, ProbeResult
 
 __all__ = ["DRIVER_HINT_PATHS", "NvidiaDevice", "NvidiaMig", "cuda_visible", "probe"]
 

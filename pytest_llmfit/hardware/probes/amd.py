@@ -17,9 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..hardware import Gpu
-from ..hookspecs import hookimpl
-from . import ProbeResult
+from ...hookspecs import hookimpl
+from ..types import Gpu, ProbeResult
 
 __all__ = ["DEVICE_NAMES", "probe"]
 

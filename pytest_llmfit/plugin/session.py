@@ -1,272 +1,29 @@
-"""The pytest glue: options, markers, decisions at collection, enforcement at setup,
-fixtures and the report. Everything it decides comes from the plain library below it
-(settings, decide, plan, report); this module only moves values between pytest and it.
-"""
+"""The per-session hooks: a decision for each marked test at collection, enforcement at
+setup (skip, xfail, the VRAM ledger), records at report time and the terminal/JSON/Markdown
+report at the end; plus the optional pytest-benchmark and ledger-release hooks."""
 
 from __future__ import annotations
 
 import os
 import warnings
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs
-from .errors import GGUFError, LlmfitError
-from .hardware import Host
-from .llm_fixtures import llm, llm_benchmark, llmfit_models
+from ..errors import GGUFError, LlmfitError
 from .markers import MARKERS
-from .settings import OPTIONS, SessionSettings, resolve
+from .state import (
+    CALIBRATION_KEY,
+    REPORT_KEY,
+    LlmfitState,
+    decision_key,
+    reservation_key,
+    state_key,
+)
 
 if TYPE_CHECKING:  # the engine loads when the first marked test is collected
-    from .decide import Decision, ModelCache
-    from .estimate import Footprint
-    from .plan import Plan
-
-__all__ = ["llm", "llm_benchmark", "llmfit", "llmfit_host", "llmfit_models", "llmfit_record"]
-
-REPORT_KEY = "llmfit"  # attribute on TestReport objects; xdist serialises it to the controller
-CALIBRATION_KEY = "llmfit/speed-calibration"  # pytest cache: {host fingerprint: scale, runs}
-
-
-@dataclass
-class LlmfitState:
-    """Per-session state, kept in ``config.stash``."""
-
-    settings: SessionSettings
-    pluginmanager: pytest.PytestPluginManager | None = None
-    config: pytest.Config | None = None
-    host: Host | None = None
-    _cache: ModelCache | None = None
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    decisions: dict[tuple[Any, ...], Decision] = field(default_factory=dict)
-    measured: dict[str, dict[str, Any]] = field(default_factory=dict)  # by nodeid
-    ledger_dir: str | None = None  # set on xdist workers: the session's shared VRAM ledger
-    ledger_timeout: float = 600.0
-
-    # Calibration of the CPU speed model for this host, from pytest's cache (see speed.py).
-    calibration: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cache(self) -> ModelCache:
-        if self._cache is None:
-            from .decide import ModelCache
-            from .speed import SpeedModel
-
-            model = SpeedModel()
-            entry = self.calibration.get(self.fingerprint()) if self.calibration else None
-            if entry and not self.settings.hardware:
-                model = model.with_scale(float(entry["cpu_rate_scale"]), runs=entry["runs"])
-            self._cache = ModelCache(model)
-        return self._cache
-
-    def fingerprint(self) -> str:
-        from .speed import host_fingerprint
-
-        host = self.get_host()
-        return host_fingerprint(
-            host.cpu.model, host.cpu.cores_logical, host.ram.total, [g.name for g in host.gpus]
-        )
-
-    def get_host(self) -> Host:
-        if self.host is None:
-            # Probe warnings go through pytest's own warning machinery, whenever the probe
-            # runs (configure, header, collection): they reach the warnings summary, and a
-            # "filterwarnings = error" turns them into one usage error, not an INTERNALERROR.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                host = load_host(self.settings, self.pluginmanager)
-            for warning in caught:
-                self.issue_warning(warning.message)
-            self.host = host
-        return self.host
-
-    def issue_warning(self, message: Warning | str) -> None:
-        if self.config is None:
-            warnings.warn(message, stacklevel=2)
-            return
-        warning = message if isinstance(message, Warning) else UserWarning(message)
-        try:
-            self.config.issue_config_time_warning(warning, stacklevel=2)
-        except Warning as error:
-            raise pytest.UsageError(
-                f"pytest-llmfit: {error} ({type(error).__name__} made an error by a "
-                "warnings filter)"
-            ) from None
-
-
-state_key = pytest.StashKey[LlmfitState]()
-decision_key = pytest.StashKey["Decision"]()
-reservation_key = pytest.StashKey[Any]()
-
-
-def load_host(
-    settings: SessionSettings, pluginmanager: pytest.PytestPluginManager | None = None
-) -> Host:
-    """The session's host: simulated from --llmfit-hardware, else probed (once).
-
-    The built-in probes are registered into pytest's plugin manager like any third-party
-    plugin, so ``pytest_llmfit_probe`` implementations in conftest.py files and installed
-    plugins take part in the same call."""
-    if settings.hardware:
-        from .profiles import resolve_hardware
-
-        return resolve_hardware(settings.hardware, source=settings.source_of("hardware"))
-    from .probes import builtin_probes, call_probes, detect_host, merge_results
-
-    if pluginmanager is None:
-        return detect_host()
-    for name, probe in builtin_probes():
-        if not pluginmanager.has_plugin(f"llmfit-probe-{name}"):
-            pluginmanager.register(probe, f"llmfit-probe-{name}")
-    return merge_results(call_probes(pluginmanager, os.environ))
-
-
-def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(hookspecs)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_load_initial_conftests() -> None:
-    # Before any conftest can import torch or llama_cpp: an xdist worker started with
-    # --llmfit-pin-gpus sees only its own GPUs (the controller chose the shares).
-    from ._xdist import pin_worker_gpus
-
-    pin_worker_gpus()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("llmfit", "hardware-aware LLM tests (pytest-llmfit)")
-    for option in OPTIONS:
-        dest = f"llmfit_{option.name}"
-        if option.kind == "bool":
-            group.addoption(
-                option.flag,
-                action="store_true",
-                default=None,
-                dest=dest,
-                help=f"{option.help} [env {option.env}, ini {option.ini}]",
-            )
-        else:
-            group.addoption(
-                option.flag,
-                default=None,
-                dest=dest,
-                metavar=option.name.upper(),
-                help=f"{option.help} [env {option.env}, ini {option.ini}]",
-            )
-        parser.addini(option.ini, help=option.help, default=None)
-    group.addoption(
-        "--llmfit-report",
-        action="store_true",
-        default=False,
-        help="print what ran where and why after the tests",
-    )
-    group.addoption(
-        "--llmfit-report-json", default=None, metavar="PATH", help="write the llmfit report as JSON"
-    )
-    group.addoption(
-        "--llmfit-report-md",
-        default=None,
-        metavar="PATH",
-        help="write the llmfit report as Markdown",
-    )
-    group.addoption(
-        "--llmfit-pin-gpus",
-        action="store_true",
-        default=False,
-        help="under pytest-xdist, give each worker its own share of the GPUs",
-    )
-
-
-def _ini_values(config: pytest.Config) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for option in OPTIONS:
-        raw = config.getini(option.ini)
-        if raw not in (None, "", []):
-            values[option.name] = raw
-    return values
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    for doc in MARKERS.values():
-        config.addinivalue_line("markers", doc)  # "name(args): what it checks"
-    cli = {o.name: config.getoption(f"llmfit_{o.name}") for o in OPTIONS}
-    try:
-        settings = resolve(cli, os.environ, _ini_values(config))
-    except LlmfitError as error:
-        raise pytest.UsageError(f"pytest-llmfit: {error}") from None
-    state = LlmfitState(settings=settings, pluginmanager=config.pluginmanager, config=config)
-    if getattr(config, "cache", None) is not None:
-        state.calibration = dict(config.cache.get(CALIBRATION_KEY, {}))
-    worker_input = getattr(config, "workerinput", None)
-    if worker_input and worker_input.get("llmfit_host"):
-        state.host = Host.from_dict(worker_input["llmfit_host"])
-    if worker_input and worker_input.get("llmfit_ledger"):
-        state.ledger_dir = worker_input["llmfit_ledger"]
-    state.ledger_timeout = settings.ledger_timeout
-    config.stash[state_key] = state
-    config.pluginmanager.register(LlmfitSession(config), "llmfit-session")
-    if state.ledger_dir:
-        config.pluginmanager.register(LedgerRelease(), "llmfit-ledger-release")
-    if config.pluginmanager.hasplugin("benchmark"):
-        config.pluginmanager.register(BenchmarkHooks(state), "llmfit-benchmark")
-    if config.pluginmanager.hasplugin("xdist"):
-        from ._xdist import XdistHooks
-
-        config.pluginmanager.register(XdistHooks(config), "llmfit-xdist")
-    if settings.expect:
-        _check_expected_host(state)
-    elif settings.hardware:
-        # A simulated host costs nothing to build: check the spec now, so a bad one is a
-        # usage error even when no header line is printed (-q) or no test is marked.
-        try:
-            state.get_host()
-        except LlmfitError as error:
-            raise pytest.UsageError(f"pytest-llmfit: {error}") from None
-
-
-def _check_expected_host(state: LlmfitState) -> None:
-    from .profiles import resolve_hardware
-
-    source = state.settings.source_of("expect")
-    try:
-        expected = resolve_hardware(str(state.settings.expect), source=source)
-        actual = state.get_host()
-    except LlmfitError as error:
-        raise pytest.UsageError(f"pytest-llmfit: {error}") from None
-    problem = host_mismatch(expected, actual)
-    if problem:
-        raise pytest.UsageError(
-            f"pytest-llmfit: this host is not {state.settings.expect!r} ({source}): {problem}"
-        )
-
-
-def host_mismatch(expected: Host, actual: Host) -> str | None:
-    """Why ``actual`` is not the host a CI job says it runs on, or None when it is."""
-    want = sorted(g.name for g in expected.gpus)
-    have = sorted(g.name for g in actual.gpus)
-    if len(want) != len(have):
-        return (
-            f"expected {len(want)} GPU(s) ({', '.join(want) or 'none'}), found {len(have)} "
-            f"({', '.join(have) or 'none'})"
-        )
-    for w, h in zip(want, have, strict=True):
-        if w.lower() not in h.lower() and h.lower() not in w.lower():
-            return f"expected {w}, found {h}"
-    for e, a in zip(
-        sorted(expected.gpus, key=lambda g: g.name),
-        sorted(actual.gpus, key=lambda g: g.name),
-        strict=True,
-    ):
-        if a.memory_total < 0.95 * e.memory_total:
-            return (
-                f"{a.name} has {a.memory_total / 1e9:.1f} GB, expected "
-                f"{e.memory_total / 1e9:.1f} GB"
-            )
-    return None
+    from .decide import Decision
 
 
 def _mark_key(mark: pytest.Mark) -> tuple[Any, ...] | None:
@@ -496,7 +253,7 @@ class LlmfitSession:
         cache = getattr(self.config, "cache", None)
         if cache is None:
             return
-        from .speed import refine_scale
+        from ..engine.speed import refine_scale
 
         ratios = [
             float(m["calibration_ratio"])
@@ -522,7 +279,7 @@ class LlmfitSession:
         )
 
     def build_report(self) -> dict[str, Any]:
-        from .report import build_report, ci_metadata
+        from ..report import build_report, ci_metadata
 
         state = self.state
         records = list(state.records.values())
@@ -533,7 +290,7 @@ class LlmfitSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if getattr(self.config, "workerinput", None) is not None or not self.wants_report():
             return
-        from .report import append_step_summary, render_markdown, render_terminal, write_json
+        from ..report import append_step_summary, render_markdown, render_terminal, write_json
 
         report = self.build_report()
         option = self.config.getoption
@@ -586,80 +343,3 @@ class LedgerRelease:
             reservation = item.stash.get(reservation_key, None)
             if reservation is not None:
                 reservation.release()
-
-
-class LlmfitEngine:
-    """The engine bound to this session's host and settings (the ``llmfit`` fixture)."""
-
-    def __init__(self, state: LlmfitState, root: str) -> None:
-        self._state = state
-        self._root = root
-
-    @property
-    def host(self) -> Host:
-        return self._state.get_host()
-
-    def model_path(self, model: str | os.PathLike[str]) -> str:
-        """Where a model name resolves, exactly as requires_model resolves it."""
-        from .decide import resolve_model_path
-
-        return resolve_model_path(os.fspath(model), self._state.settings.models_dir, self._root)
-
-    def estimate(self, model: str | os.PathLike[str], **settings: Any) -> Footprint:
-        from .estimate import Settings, estimate
-
-        return estimate(self._state.cache.header(self.model_path(model)), Settings(**settings))
-
-    def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
-        from .estimate import Settings
-        from .plan import plan
-
-        return plan(
-            self._state.cache.header(self.model_path(model)),
-            self.host,
-            Settings(**settings),
-            headroom=self._state.settings.headroom,
-        )
-
-    def fits(self, size: int | str, *, per_device: bool = False) -> bool:
-        from .units import parse_size
-
-        need = parse_size(size, source="llmfit.fits()")
-        gpus = [
-            g.memory_total if self._state.settings.basis == "total" else g.memory_free
-            for g in self.host.gpus
-        ]
-        have = max(gpus, default=0) if per_device else sum(gpus)
-        return bool(gpus) and need <= have
-
-
-@pytest.fixture(scope="session")
-def llmfit_host(pytestconfig: pytest.Config) -> Host:
-    """This session's host snapshot: detected once, or simulated by --llmfit-hardware."""
-    return pytestconfig.stash[state_key].get_host()
-
-
-@pytest.fixture(scope="session")
-def llmfit(pytestconfig: pytest.Config) -> LlmfitEngine:
-    """The fit engine bound to this session: ``llmfit.plan(path, n_ctx=8192)``,
-    ``llmfit.fits("24GB")``, ``llmfit.host``."""
-    return LlmfitEngine(pytestconfig.stash[state_key], str(pytestconfig.rootpath))
-
-
-@pytest.fixture
-def llmfit_record(request: pytest.FixtureRequest) -> Any:
-    """Record what this test measured into its llmfit report row::
-
-    def test_speed(llmfit_record):
-        llmfit_record(tokens_per_second=41.7)
-    """
-
-    state = request.config.stash[state_key]
-
-    def record(*, tokens_per_second: float | None = None, **extra: Any) -> None:
-        values = state.measured.setdefault(request.node.nodeid, {})
-        if tokens_per_second is not None:
-            values["measured_tokens_per_second"] = float(tokens_per_second)
-        values.update(extra)
-
-    return record

@@ -68,8 +68,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import LlmfitError
-from .units import format_size
+from ..errors import LlmfitError
+from ..units import format_size
 
 if sys.platform == "win32":  # pragma: no cover
     import msvcrt

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
-from .units import format_bandwidth, format_size
+from ..units import format_bandwidth, format_size
 
 
 @dataclass(frozen=True)
@@ -144,3 +144,23 @@ class Host:
             source=str(data.get("source", "detected")),
             notes=tuple(data.get("notes", ())),
         )
+
+
+RamBandwidthMode = Literal["off", "cached", "measure"]
+"""``off``: never; ``cached``: reuse a stored measurement only; ``measure``: measure if none."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one probe found. Every field is optional: a probe reports only what it knows.
+
+    ``problems`` are one-line reasons such as
+    ``"NVML not available: libnvidia-ml.so.1 not found"``: they are warned once.
+    ``notes`` are informational lines (kept in ``Host.notes``, never warned).
+    """
+
+    gpus: tuple[Gpu, ...] = ()
+    ram: Ram | None = None
+    cpu: Cpu | None = None
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())

@@ -2,7 +2,7 @@
 
 The controller probes the host once and hands it to every worker through ``workerinput``
 (xdist's own round trip), so all workers decide against the same snapshot; records come
-back on the test reports themselves (see plugin.REPORT_KEY). ``--llmfit-pin-gpus`` gives
+back on the test reports themselves (see plugin.state.REPORT_KEY). ``--llmfit-pin-gpus`` gives
 each worker its own share of the visible GPUs by writing CUDA_VISIBLE_DEVICES into the
 environment the workers inherit, before any of them can import a CUDA library.
 """
@@ -55,7 +55,7 @@ class XdistHooks:
             base.mkdir(parents=True, exist_ok=True)
             self.ledger_dir = tempfile.mkdtemp(prefix="session-", dir=base)
         if config.getoption("llmfit_pin_gpus") and isinstance(workers, int) and workers > 0:
-            from .plugin import state_key
+            from .state import state_key
 
             host = config.stash[state_key].get_host()
             uuids = [g.uuid or str(g.cuda_index) for g in host.gpus if not host.simulated]
@@ -63,7 +63,7 @@ class XdistHooks:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        from .plugin import state_key
+        from .state import state_key
 
         state = self.config.stash[state_key]
         node.workerinput["llmfit_host"] = state.get_host().to_dict()

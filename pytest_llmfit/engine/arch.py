@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import GGUFError
+from ..errors import GGUFError
 from .gguf import GGUFFile, MetadataValue
 
 # Architectures whose memory rules this module knows (GGUF general.architecture names).

@@ -14,12 +14,13 @@ import bisect
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..hardware.types import Gpu, Host
+from ..units import format_rate, format_size
 from .estimate import Footprint, Settings, estimate
 from .gguf import GGUFFile
-from .hardware import Gpu, Host
-from .settings import DEFAULT_HEADROOM
 from .speed import SpeedModel, cpu_seconds, gpu_seconds
-from .units import format_rate, format_size
+
+DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
 
 
 @dataclass(frozen=True)

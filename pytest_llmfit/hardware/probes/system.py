@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..hardware import Cpu, Ram
-from ..hookspecs import hookimpl
-from . import ProbeResult, RamBandwidthMode, default_cache_dir
+from ...cachedir import default_cache_dir
+from ...hookspecs import hookimpl
+from ..types import Cpu, ProbeResult, Ram, RamBandwidthMode
 
 __all__ = [
     "CACHE_FILE",

@@ -15,14 +15,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import pluggy
 
-from .. import hookspecs
-from ..hardware import Cpu, Gpu, Host, Ram
+from ... import hookspecs
+from ...cachedir import default_cache_dir
+from ..types import Cpu, Gpu, Host, ProbeResult, Ram, RamBandwidthMode
 
 __all__ = [
     "BUILTIN_PROBES",
@@ -31,12 +29,10 @@ __all__ = [
     "RamBandwidthMode",
     "builtin_probes",
     "call_probes",
+    "default_cache_dir",
     "detect_host",
     "merge_results",
 ]
-
-RamBandwidthMode = Literal["off", "cached", "measure"]
-"""``off``: never; ``cached``: reuse a stored measurement only; ``measure``: measure if none."""
 
 BUILTIN_PROBES: tuple[str, ...] = ("nvidia", "amd", "apple", "system")
 """Names the built-in probes are registered under (pass them to ``detect_host(disable=...)``)."""
@@ -45,24 +41,8 @@ BUILTIN_PROBES: tuple[str, ...] = ("nvidia", "amd", "apple", "system")
 class LlmfitProbeWarning(UserWarning):
     """A hardware probe could not read something; the decision uses what is known.
 
-    Silence with ``-W ignore::pytest_llmfit.probes.LlmfitProbeWarning``.
+    Silence with ``-W ignore::pytest_llmfit.hardware.probes.LlmfitProbeWarning``.
     """
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """What one probe found. Every field is optional: a probe reports only what it knows.
-
-    ``problems`` are one-line reasons such as
-    ``"NVML not available: libnvidia-ml.so.1 not found"``: they are warned once.
-    ``notes`` are informational lines (kept in ``Host.notes``, never warned).
-    """
-
-    gpus: tuple[Gpu, ...] = ()
-    ram: Ram | None = None
-    cpu: Cpu | None = None
-    problems: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
 
 def builtin_probes(
@@ -101,7 +81,7 @@ def detect_host(
     (modules or objects with a ``pytest_llmfit_probe`` hookimpl), registered after the
     built-ins. ``disable`` blocks built-in probes by name (see :data:`BUILTIN_PROBES`).
     ``ram_bandwidth`` chooses whether host RAM bandwidth is measured (about 0.5 s, then
-    cached under ``cache_dir``; see :mod:`pytest_llmfit.probes.system`): ``"off"``,
+    cached under ``cache_dir``; see :mod:`pytest_llmfit.hardware.probes.system`): ``"off"``,
     ``"cached"`` (reuse only) or ``"measure"``; ``True`` means ``"measure"`` and ``False``
     ``"off"``. Each problem is warned once as :class:`LlmfitProbeWarning` unless ``warn``
     is false.
@@ -203,12 +183,3 @@ def merge_results(results: Sequence[ProbeResult | None], *, warn: bool = True) -
 
 def _unique(lines: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(line for line in lines if line))
-
-
-def default_cache_dir(env: Mapping[str, str]) -> Path:
-    """``$LLMFIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-llmfit``, else ``~/.cache/...``."""
-    if env.get("LLMFIT_CACHE_DIR"):
-        return Path(env["LLMFIT_CACHE_DIR"]).expanduser()
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]).expanduser() / "pytest-llmfit"
-    return Path.home() / ".cache" / "pytest-llmfit"
