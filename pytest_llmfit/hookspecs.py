@@ -3,8 +3,9 @@
 The markers are made with the project name ``"pytest"``, so the same specifications serve
 a plain :class:`pluggy.PluginManager` (what
 :func:`pytest_llmfit.hardware.probes.detect_host` builds) and pytest's own plugin manager
-(where the pytest plugin adds them): an implementation in a ``conftest.py``, in a package registered under the ``pytest11`` entry point, or passed to
-``detect_host(plugins=[...])`` is found the same way.
+(where the pytest plugin adds them): an implementation in a ``conftest.py``, in a package
+registered under the ``pytest11`` entry point, or passed to ``detect_host(plugins=[...])``
+is found the same way.
 
 Hooks are called with keyword arguments only. Arguments may be added in later versions but
 are never changed or removed; an implementation names only the arguments it uses.
