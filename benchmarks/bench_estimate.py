@@ -48,7 +48,7 @@ def main() -> int:
                 headers[key] = read_gguf(path)
             model = headers[key]
             fp = estimate(model, case.settings)
-            total_err = (fp.total_bytes - case.measured_total) / case.measured_total
+            total_err = (fp.allocated_bytes - case.measured_total) / case.measured_total
             compute = case.measured["compute"]
             comp_err = (fp.compute_bytes - compute) / compute if compute else 0.0
             kv_ok = abs(fp.kv_cache_bytes + fp.recurrent_bytes - case.measured["kv"]) <= 0.011 * MIB

@@ -76,7 +76,12 @@ import sys
 def pytest_sessionfinish(session):
     path = os.environ.get("BENCH_MODULES_OUT")
     if path:
-        watched = ("pytest_llmfit.hardware.probes", "pytest_llmfit.hardware.probes.nvidia", "pynvml", "llama_cpp")
+        watched = (
+            "pytest_llmfit.hardware.probes",
+            "pytest_llmfit.hardware.probes.nvidia",
+            "pynvml",
+            "llama_cpp",
+        )
         with open(path, "w") as handle:
             json.dump({name: name in sys.modules for name in watched}, handle)
 """
@@ -217,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ratio with/without, {label}, {metric} time: {ratio:.3f} ({verdict})")
                 ok = ok and (ratio <= 1.05 or metric == "wall")
         print("(CPU time is the steadier figure on a shared machine; wall time is what users feel)")
-        if any(loaded.get(name) for name in ("pytest_llmfit.hardware.probes", "pynvml", "llama_cpp")):
+        probes_or_llama = ("pytest_llmfit.hardware.probes", "pynvml", "llama_cpp")
+        if any(loaded.get(name) for name in probes_or_llama):
             print("PROBLEM: the plugin imported its probes with no marker in the session")
             return 1
         return 0 if ok else 1

@@ -15,11 +15,11 @@ import argparse
 import pathlib
 import sys
 
-from pytest_llmfit.engine.estimate import Settings
+from pytest_llmfit.engine.context import Settings
 from pytest_llmfit.engine.gguf import read_gguf
-from pytest_llmfit.loading import close_and_check, load_model, measure_speed
 from pytest_llmfit.engine.plan import plan
 from pytest_llmfit.hardware.probes import detect_host
+from pytest_llmfit.loading import close_and_check, load_model, measure_speed
 from pytest_llmfit.twins.tiny import dims_for_size, tiny_model_cached
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

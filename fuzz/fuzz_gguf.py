@@ -48,10 +48,10 @@ except ImportError:  # replay mode, see main()
 
 if atheris is not None:
     with atheris.instrument_imports(include=["pytest_llmfit"]):
-        from pytest_llmfit import gguf
+        from pytest_llmfit.engine.gguf import reader as gguf
         from pytest_llmfit.errors import GGUFError
 else:
-    from pytest_llmfit import gguf
+    from pytest_llmfit.engine.gguf import reader as gguf
     from pytest_llmfit.errors import GGUFError
 
 # The reader's first read covers 4 MiB, more than any input here: on inputs of odd length

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from _pytest.mark.structures import MarkDecorator
 
-    from .engine.estimate import Footprint, Settings, estimate
+    from .engine.context import Settings
+    from .engine.estimate import Footprint, estimate
     from .engine.gguf import GGUFFile, read_gguf
     from .engine.plan import Plan, plan
     from .errors import ConfigError, GGUFError, LlmfitError, ProbeError, ProfileError
     from .hardware.probes import detect_host
-    from .hardware.profiles import host_from_spec, resolve_hardware
+    from .hardware.specs import host_from_spec, resolve_hardware
     from .hardware.types import Cpu, Gpu, Host, Ram
     from .units import format_size, parse_size
 
@@ -43,7 +44,7 @@ _WHERE = {
     "ProbeError": "errors",
     "ProfileError": "errors",
     "Footprint": "engine.estimate",
-    "Settings": "engine.estimate",
+    "Settings": "engine.context",
     "estimate": "engine.estimate",
     "GGUFFile": "engine.gguf",
     "read_gguf": "engine.gguf",
@@ -54,8 +55,8 @@ _WHERE = {
     "Plan": "engine.plan",
     "plan": "engine.plan",
     "detect_host": "hardware.probes",
-    "host_from_spec": "hardware.profiles",
-    "resolve_hardware": "hardware.profiles",
+    "host_from_spec": "hardware.specs",
+    "resolve_hardware": "hardware.specs",
     "format_size": "units",
     "parse_size": "units",
 }

@@ -5,8 +5,14 @@ plan      will MODEL fit this (or a simulated) host, where, and how fast
 inspect   what a GGUF file holds and what it costs per component
 stub      write a header-only copy of a model for CI machines without the weights
 twin      write a shape twin of a published model (true tensor table, no weights)
-profiles  the built-in hardware catalog for --hardware
+cache     list or clear the cache of remote models' headers (hf://, https://)
+profiles  the hardware catalog for --hardware (built in, plus a user catalog file)
 merge     one table of tests x runners from the JSON reports of a CI matrix
+
+A user catalog file (same schema as the built-in one, see hardware/catalog.py) adds cards,
+Apple chips and runners for ``--hardware`` and ``profiles``: ``--catalog FILE`` before the
+command or on ``plan``/``profiles``, else the environment's ``LLMFIT_CATALOG``, as the
+pytest plugin reads it.
 
 Bad input exits 2 with one line on stderr; nothing prints a traceback.
 """
@@ -15,16 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .engine.estimate import FLASH_ATTN_MODES, Footprint, Settings, estimate
+from .engine.context import FLASH_ATTN_MODES, Settings
+from .engine.estimate import Footprint, estimate
 from .engine.ggml import KV_CACHE_TYPES
 from .engine.gguf import GGUFFile, read_gguf
-from .engine.plan import DEFAULT_HEADROOM, Plan, plan
+from .engine.plan import DEFAULT_HEADROOM, OFFLOAD_RULES, DevicePlan, Plan, plan
 from .errors import LlmfitError
 from .hardware.types import Host
+
+if TYPE_CHECKING:
+    from .hardware.catalog import Catalog
+    from .sources import SourceSettings
 from .units import format_bandwidth, format_rate, format_size, parse_size
 
 PROG = "pytest-llmfit"
@@ -52,8 +64,30 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _layers(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of layers (-1 for all)"
+        ) from None
+
+
+def _split(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of non-negative shares like '3,1' or '0.5,0.5'"
+        )
+    return values
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Will this GGUF model fit, where, and how fast?")
+    parser.add_argument("--catalog", metavar="FILE", default=None, help=_CATALOG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     probe = sub.add_parser("probe", help="show what this machine has")
@@ -63,26 +97,57 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("plan", help="plan MODEL on this or a simulated host")
-    p.add_argument("model", help="GGUF file (first shard of a split model, or a stub)")
+    p.add_argument("model", help=_MODEL_HELP)
     _add_settings(p)
+    _add_source_options(p)
     p.add_argument(
         "--hardware",
         metavar="SPEC|FILE",
         help="simulate a host: '2x h100', 'rtx-4090, ram=64GB' or a TOML profile file",
     )
+    _add_catalog(p)
     p.add_argument(
         "--headroom", default=None, metavar="SIZE", help="kept free per device (default 1GiB)"
+    )
+    p.add_argument(
+        "--n-gpu-layers",
+        "-ngl",
+        type=_layers,
+        default=None,
+        metavar="N",
+        help="plan exactly N offloaded layers (the output layer counts as one; -1 = all) "
+        "instead of the most that fit",
+    )
+    p.add_argument(
+        "--tensor-split",
+        type=_split,
+        default=None,
+        metavar="A,B,...",
+        help="share of the offloaded layers per GPU, as llama.cpp's --tensor-split",
+    )
+    p.add_argument(
+        "--offload-rule",
+        default="current",
+        choices=OFFLOAD_RULES,
+        help="which layers n_gpu_layers offloads first: 'current' (the output layer, as the "
+        "llama.cpp in llama-cpp-python) or 'legacy' (blocks first, builds up to mid-2025)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     i = sub.add_parser("inspect", help="what MODEL holds and costs")
-    i.add_argument("model")
+    i.add_argument("model", help=_MODEL_HELP)
     _add_settings(i)
+    _add_source_options(i)
     i.add_argument("--json", action="store_true")
 
     s = sub.add_parser("stub", help="write a header-only copy of MODEL to OUT")
-    s.add_argument("model")
+    s.add_argument("model", help=_MODEL_HELP)
     s.add_argument("out")
+    _add_source_options(s)
+
+    c = sub.add_parser("cache", help="list or clear the cache of remote models' headers")
+    c.add_argument("action", choices=("list", "clear"))
+    c.add_argument("--json", action="store_true", help="machine-readable list")
 
     t = sub.add_parser("twin", help="write a shape twin of a published model")
     t.add_argument("name", help="catalog id, e.g. llama-3.1-405b (see --list)", nargs="?")
@@ -98,9 +163,106 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_merge_arguments(m)
 
-    pr = sub.add_parser("profiles", help="list the built-in hardware profiles")
+    pr = sub.add_parser("profiles", help="list the hardware profiles (built in and the user's)")
     pr.add_argument("--json", action="store_true")
+    _add_catalog(pr)
     return parser
+
+
+_CATALOG_HELP = (
+    "a TOML file of extra hardware profiles; an entry with a built-in id replaces it "
+    "(default: $LLMFIT_CATALOG)"
+)
+
+
+def _add_catalog(p: argparse.ArgumentParser) -> None:
+    # Its own dest: a subparser's default would overwrite the top-level --catalog otherwise.
+    p.add_argument(
+        "--catalog", dest="sub_catalog", metavar="FILE", default=None, help=_CATALOG_HELP
+    )
+
+
+def _catalog(args: argparse.Namespace) -> Catalog | None:
+    """The catalog --catalog (on the command, then before it) or LLMFIT_CATALOG names."""
+    from .hardware.catalog import load_catalog
+
+    for path, source in (
+        (getattr(args, "sub_catalog", None), "--catalog"),
+        (args.catalog, "--catalog"),
+        (os.environ.get("LLMFIT_CATALOG"), "environment LLMFIT_CATALOG"),
+    ):
+        if path and path.strip():
+            return load_catalog([path.strip()], source=source)
+    return None
+
+
+_MODEL_HELP = (
+    "GGUF file (first shard of a split model, or a stub), hf://ORG/REPO[@REVISION]/FILE.gguf, "
+    "https://.../FILE.gguf or ollama://NAME[:TAG]"
+)
+
+
+def _add_source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--http-timeout",
+        default=None,
+        metavar="SECONDS",
+        help="wait this long for a server's next byte (default $LLMFIT_HTTP_TIMEOUT, else 30)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="remote headers from the cache only (default $LLMFIT_OFFLINE, $HF_HUB_OFFLINE)",
+    )
+
+
+def _read_model(args: argparse.Namespace) -> GGUFFile:
+    """The model's header, wherever it lives (a file, hf://, https://, ollama://)."""
+    from .sources import read_model
+
+    return read_model(args.model, _source_settings(args), source="MODEL")
+
+
+def _source_settings(args: argparse.Namespace) -> SourceSettings:
+    from .sources import SourceSettings
+
+    return SourceSettings.from_env(
+        os.environ, timeout=getattr(args, "http_timeout", None), offline=args.offline
+    )
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from .sources.cache import HeaderCache
+    from .sources.protocol import SourceSettings
+
+    cache = HeaderCache(SourceSettings().header_dir())
+    if args.action == "clear":
+        count, size = cache.clear()
+        print(f"removed {count} cached header(s), {format_size(size)}, from {cache.root}")
+        return 0
+    entries = cache.entries()
+    if args.json:
+        print(json.dumps({"directory": str(cache.root), "entries": [vars(e) for e in entries]}))
+        return 0
+    print(f"header cache {cache.root}: {len(entries)} model(s), {format_size(cache.disk_bytes())}")
+    for e in entries:
+        version = e.revision[:12] if e.revision else (e.etag or "no ETag").strip('"')[:16]
+        print(
+            f"  {e.spec}  {format_size(e.header_bytes)} header of {format_size(e.size)}, "
+            f"{version}, checked {_ago(e.checked_at)}"
+        )
+    return 0
+
+
+def _ago(when: float) -> str:
+    import time
+
+    seconds = max(0, int(time.time() - when))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
 
 
 def _add_settings(p: argparse.ArgumentParser) -> None:
@@ -130,11 +292,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     ).validated(source="command line")
 
 
-def _host(spec: str | None) -> Host:
+def _host(spec: str | None, catalog: Catalog | None = None) -> Host:
     if spec:
-        from .hardware.profiles import resolve_hardware
+        from .hardware.specs import resolve_hardware
 
-        return resolve_hardware(spec, source="--hardware")
+        return resolve_hardware(spec, source="--hardware", catalog=catalog)
     from .hardware.probes import detect_host
 
     return detect_host()
@@ -159,29 +321,39 @@ def _run(args: argparse.Namespace) -> int:
         _emit(args.json, host.to_dict(), lambda: _describe_host(host))
         return 0
     if command == "plan":
-        model = read_gguf(args.model)
+        model = _read_model(args)
         settings = _settings(args)
         headroom = (
             parse_size(args.headroom, source="--headroom")
             if args.headroom is not None
             else DEFAULT_HEADROOM
         )
-        result = plan(model, _host(args.hardware), settings, headroom=headroom)
+        result = plan(
+            model,
+            _host(args.hardware, _catalog(args)),
+            settings,
+            headroom=headroom,
+            n_gpu_layers=args.n_gpu_layers,
+            tensor_split=args.tensor_split,
+            offload_rule=args.offload_rule,
+        )
         data = {"model": _model_summary(model), **result.to_dict()}
         _emit(args.json, data, lambda: _describe_plan(model, result))
-        return 0
+        return 0 if result.fits else 1  # a script can branch on it; 2 is bad input
     if command == "inspect":
-        model = read_gguf(args.model)
+        model = _read_model(args)
         fp = estimate(model, _settings(args))
         data = {"model": _model_summary(model), "memory": fp.to_dict()}
         _emit(args.json, data, lambda: _describe_model(model, fp))
         return 0
     if command == "stub":
-        from .engine.gguf import write_stub
+        from .sources.stub import write_any_stub
 
-        written = write_stub(args.model, args.out)
+        written, _ = write_any_stub(args.model, args.out, _source_settings(args))
         print(f"wrote {args.out}: {format_size(written)} header of {args.model}")
         return 0
+    if command == "cache":
+        return _cache(args)
     if command == "twin":
         return _twin(args)
     if command == "merge":
@@ -189,12 +361,14 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_merge(args)
     if command == "profiles":
-        from .hardware.profiles import catalog, render_catalog
+        from .hardware.catalog import builtin_catalog
+        from .hardware.render import render_catalog
 
+        catalog = _catalog(args) or builtin_catalog()
         if args.json:
-            print(json.dumps([p.to_dict() for p in catalog()], indent=2))
+            print(json.dumps([p.to_dict() for p in catalog.profiles], indent=2))
         else:
-            print(render_catalog())
+            print(render_catalog(catalog))
         return 0
     raise AssertionError(command)
 
@@ -276,13 +450,13 @@ def _describe_footprint(fp: Footprint) -> list[str]:
         f"memory  weights {format_size(fp.weights_bytes)} | KV cache "
         f"{format_size(fp.kv_cache_bytes + fp.recurrent_bytes)} | compute "
         f"{format_size(fp.compute_bytes)} | output {format_size(fp.output_bytes)} | "
-        f"total {format_size(fp.resident_bytes)}",
+        f"total {format_size(fp.total_bytes)}",
     ]
     if fp.repack_bytes:
         lines.append(
             f"        on the CPU llama.cpp also logs {format_size(fp.repack_bytes)} of repacked "
             f"weight copies (CPU_REPACK; the mapped originals go cold): "
-            f"{format_size(fp.total_bytes)} in its buffer lines"
+            f"{format_size(fp.allocated_bytes)} in its buffer lines"
         )
     return lines
 
@@ -308,6 +482,24 @@ def _describe_model(model: GGUFFile, fp: Footprint) -> str:
     return "\n".join(lines)
 
 
+def _device_line(dev: DevicePlan) -> str:
+    """One device's share: layers, then the same breakdown for every device and the host."""
+    layers = f"{dev.n_layers} layers" + (" + output layer" if dev.holds_output_layer else "")
+    if dev.index is None:
+        layers += " + token_embd"
+    parts = [
+        f"weights {format_size(dev.weights_bytes)}",
+        f"KV {format_size(dev.kv_bytes)}",
+        f"compute {format_size(dev.compute_bytes)}",
+    ]
+    if dev.output_bytes:
+        parts.append(f"output {format_size(dev.output_bytes)}")
+    return (
+        f"{layers}; {', '.join(parts)}; needs {format_size(dev.need_bytes)} of "
+        f"{format_size(dev.free_bytes)}"
+    )
+
+
 def _describe_plan(model: GGUFFile, p: Plan) -> str:
     fp = p.footprint
     verdict = {
@@ -320,17 +512,13 @@ def _describe_plan(model: GGUFFile, p: Plan) -> str:
     lines.append(f"host    {p.host_description}")
     lines.append(
         f"plan    {verdict}: n_gpu_layers {p.n_gpu_layers}/{p.n_layers_total}"
+        + (" (given)" if p.given else "")
         + (f", tensor_split {','.join(str(x) for x in p.tensor_split)}" if p.tensor_split else "")
+        + (", legacy offload order (blocks first)" if p.offload_rule == "legacy" else "")
     )
     for dev in p.devices:
-        lines.append(
-            f"  GPU {dev.index} {dev.name}: {dev.n_layers} layers, needs "
-            f"{format_size(dev.need_bytes)} of {format_size(dev.free_bytes)} free"
-        )
-    lines.append(
-        f"  host RAM: {p.host.n_layers} layers + token_embd, needs "
-        f"{format_size(p.host.need_bytes)} of {format_size(p.host.free_bytes)} available"
-    )
+        lines.append(f"  GPU {dev.index} {dev.name}: {_device_line(dev)} free")
+    lines.append(f"  host RAM: {_device_line(p.host)} available")
     if p.shortfall_bytes:
         lines.append(f"  short by {format_size(p.shortfall_bytes)}")
     if p.tokens_per_second is not None:
@@ -338,4 +526,5 @@ def _describe_plan(model: GGUFFile, p: Plan) -> str:
         lines.append(f"speed   about {rate} tokens/s (decode, predicted)")
     lines.extend(f"why     {reason}" for reason in p.reasons)
     lines.extend(f"helps   {tip}" for tip in p.suggestions)
+    lines.extend(f"note    {note}" for note in fp.notes)
     return "\n".join(lines)

@@ -50,6 +50,11 @@ class GGUFError(LlmfitError):
         super().__init__(f"{path}: {reason}{where}")
 
 
+class SourceError(GGUFError):
+    """A model could not be read from where it lives (a server, the Hugging Face Hub,
+    Ollama's store, the header cache): ``str(error)`` names the model, then what happened."""
+
+
 class ProbeError(LlmfitError):
     """A hardware probe could not read what it needs (turned into a warning by callers)."""
 

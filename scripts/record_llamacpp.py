@@ -9,7 +9,8 @@ and for sliding-window models swa_full). llama.cpp's log is captured with llama_
 every "... buffer size = X MiB" line is parsed (model, KV, RS, compute, output; per buffer
 name), with the KV cache summary lines and the final n_ctx / n_ctx_seq.
 
-Output: tests/data/llamacpp/<model-id>.json (schema 1), one file per model:
+Output: tests/data/llamacpp/<model-id>.json (schema 1), one file per model (with --repack,
+<model-id>-<quant>-repack.json: the CPU_REPACK buffers on, as llama-cpp-python loads):
 
     {"schema": 1, "llama_cpp_python": "0.3.36", "llama_cpp_build": "<commit>", "model": id,
      "arch", "quant", "file_size", "n_tensors", "model_params", "context_params",
@@ -29,6 +30,8 @@ Bytes are round(MiB * 2**20) of llama.cpp's two-decimal MiB figures: +-5 KiB.
 
     .venv/bin/python scripts/record_llamacpp.py --models llama-3.2-1b --quick
     .venv/bin/python scripts/record_llamacpp.py            # all dense twins, full matrix
+    .venv/bin/python scripts/record_llamacpp.py --repack --quick --models llama-3.2-1b \
+        --quant f16                                        # tied output, repack on
 
 Settings llama.cpp refuses are recorded as refused with the log message. Settings whose KV
 cache (which llama.cpp memsets) or attention scores would not fit this machine are skipped
@@ -356,11 +359,13 @@ def record_model(
     mparams = llama_cpp.llama_model_default_params()
     mparams.n_gpu_layers = 0
     mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP  # use_mmap=True in llama-cpp-python
-    mparams.use_extra_bufts = False  # no CPU_REPACK copies of the weights
+    # Off by default: no CPU_REPACK copies (a repack reads the whole sparse file). --repack
+    # turns them on, as llama-cpp-python always does, for the tied-output cases.
+    mparams.use_extra_bufts = bool(args.repack)
     model_params_set = {
         "n_gpu_layers": 0,
         "load_mode": "LLAMA_LOAD_MODE_MMAP",
-        "use_extra_bufts": False,
+        "use_extra_bufts": bool(args.repack),
     }
     model_params_default = {
         "lazy_mode": int(mparams.lazy_mode),
@@ -550,6 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quant", help="quantization mix (default: each model's default_quant)")
     ap.add_argument("--twin-dir", default=DEFAULT_TWIN_DIR)
     ap.add_argument("--out-dir", default=str(DEFAULT_OUT_DIR))
+    ap.add_argument(
+        "--repack",
+        action="store_true",
+        help="load with the CPU_REPACK buffers on (llama-cpp-python's behaviour); writes "
+        "<model>-<quant>-repack.json",
+    )
     ap.add_argument("--max-kv-gb", type=float, default=6.0)
     ap.add_argument("--max-scores-gb", type=float, default=8.0)
     ap.add_argument(
@@ -583,7 +594,9 @@ def main(argv: list[str] | None = None) -> int:
         result["seconds"] = round(time.time() - t0, 1)
         if args.quick:
             result["quick"] = True
-        out = out_dir / f"{shape.id}.json"
+        quant = args.quant or shape.default_quant
+        name = f"{shape.id}-{quant}-repack" if args.repack else shape.id
+        out = out_dir / f"{name}.json"
         out.write_text(json.dumps(result, indent=1) + "\n")
         n_ok = sum(c["status"] == "ok" for c in result["cases"])
         print(

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from pytest_llmfit.cli import main as cli_main
-from pytest_llmfit.engine.estimate import Settings
+from pytest_llmfit.engine.context import Settings
 from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError, GGUFError, LlmfitError
-from pytest_llmfit.hardware.profiles import resolve_hardware
+from pytest_llmfit.hardware.specs import resolve_hardware
 from pytest_llmfit.plugin.decide import parse_requirement
 from pytest_llmfit.plugin.settings import resolve
 from pytest_llmfit.units import parse_size

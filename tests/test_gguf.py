@@ -24,7 +24,6 @@ try:  # the gguf package (and numpy) write and read reference files; optional
 except ImportError:  # pragma: no cover - the dev extra installs them
     gguf = np = None
 
-from pytest_llmfit import gguf as gguf_module
 from pytest_llmfit.engine.gguf import (
     MAX_MATERIALISED,
     GGUFFile,
@@ -35,6 +34,7 @@ from pytest_llmfit.engine.gguf import (
     split_shard_paths,
     write_stub,
 )
+from pytest_llmfit.engine.gguf import strings as gguf_strings
 from pytest_llmfit.errors import GGUFError
 
 
@@ -243,17 +243,17 @@ def test_fast_string_walk_agrees_with_hopping(
     lengths = string_lengths(short, long)
     buf = bytes(start) + b"".join(gb.gstr(b"\xff" * n) for n in lengths) + bytes(3)
     expected = start + sum(8 + n for n in lengths)
-    assert gguf_module._hop_strings(buf, start, len(lengths)) == expected
-    assert gguf_module._walk_strings(buf, start, len(lengths)) == expected
+    assert gguf_strings.hop_strings(buf, start, len(lengths)) == expected
+    assert gguf_strings.walk_strings(buf, start, len(lengths)) == expected
 
 
 def test_fast_string_walk_matches_runs_of_short_strings() -> None:
     # the fast path must actually match (else a vocabulary walk silently gets 2x slower)
     buf = b"".join(gb.gstr(b"\n" * (i % 64)) for i in range(256))
-    found = gguf_module._short_string_run().match(buf, 0)
+    found = gguf_strings.short_string_run().match(buf, 0)
     assert found is not None
     assert found.end() == len(buf)
-    assert gguf_module._short_string_run().match(buf[:-1], 0) is None
+    assert gguf_strings.short_string_run().match(buf[:-1], 0) is None
 
 
 def test_nested_arrays(tmp_path: Path) -> None:
@@ -628,8 +628,11 @@ def test_write_stub_to_a_missing_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
 
 
-def test_reader_uses_the_standard_library_only() -> None:
-    tree = ast.parse(Path(gguf_module.__file__).read_text())
+@pytest.mark.parametrize(
+    "module", sorted(p.name for p in Path(gguf_strings.__file__).parent.glob("*.py"))
+)
+def test_reader_uses_the_standard_library_only(module: str) -> None:
+    tree = ast.parse((Path(gguf_strings.__file__).parent / module).read_text())
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)

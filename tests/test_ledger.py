@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import pytest_llmfit.plugin.ledger as ledger_module
+import pytest_llmfit.plugin.ledger.store as ledger_store
 from pytest_llmfit.errors import LlmfitError
 from pytest_llmfit.plugin.ledger import Ledger, LedgerError, LedgerTimeout, default_directory
 
@@ -261,7 +261,7 @@ def test_default_directory_is_per_user_and_machine_wide() -> None:
 
 
 def test_log_rotates(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ledger_module, "LOG_ROTATE_BYTES", 1000)
+    monkeypatch.setattr(ledger_store, "LOG_ROTATE_BYTES", 1000)
     ledger = Ledger(tmp_path)
     for _ in range(20):
         ledger.reserve({GPU0: GB}, BUDGETS, owner="tests/rotate.py::t").release()

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmfit.engine.estimate import Settings, estimate
+from pytest_llmfit.engine.context import Settings
+from pytest_llmfit.engine.estimate import estimate
 from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError, LlmfitError
 from pytest_llmfit.loading import (
@@ -284,7 +285,7 @@ def test_load_planned_follows_the_plan(cache: pathlib.Path) -> None:
     """A plan for a 24 GB card puts every layer on it; this CPU build runs them on the CPU
     anyway (n_gpu_layers is accepted and ignored), and the footprint still matches."""
     from pytest_llmfit.engine.plan import plan
-    from pytest_llmfit.hardware.profiles import host_from_spec
+    from pytest_llmfit.hardware.specs import host_from_spec
 
     path = tiny(cache, n_vocab=2000)
     p = plan(read_gguf(path), host_from_spec("rtx-4090, ram=64GB"), Settings(n_ctx=1024))

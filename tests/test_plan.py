@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from pytest_llmfit.engine.estimate import Settings, estimate
+from pytest_llmfit.engine.context import Settings
+from pytest_llmfit.engine.estimate import estimate
 from pytest_llmfit.engine.gguf import GGUFFile
 from pytest_llmfit.engine.plan import DEFAULT_HEADROOM, plan
-from pytest_llmfit.hardware.profiles import host_from_spec
+from pytest_llmfit.hardware.specs import host_from_spec
 from pytest_llmfit.hardware.types import Cpu, Gpu, Host, Ram
 
 TwinHeader = Callable[..., GGUFFile]
@@ -117,7 +118,7 @@ def test_cpu_only_host_runs_a_small_model_on_the_cpu(twin_header: TwinHeader) ->
     # The host holds every weight once (a repacked copy replaces its mapped original).
     fp = p.footprint
     assert fp.repack_bytes > 0  # Q4_K tensors are repacked on x86 with AVX2
-    assert p.host_bytes == fp.resident_bytes
+    assert p.host_bytes == fp.total_bytes
     assert p.tokens_per_second is not None and p.tokens_per_second > 1
 
 
@@ -144,7 +145,7 @@ def test_a_shorter_context_or_quantized_kv_is_suggested_when_it_helps(
 def test_headroom_is_kept_free_on_every_device(twin_header: TwinHeader) -> None:
     model = twin_header("llama-3.1-8b", "q4_k_m")
     fp = estimate(model, Settings(n_ctx=4096))
-    vram = fp.resident_bytes + DEFAULT_HEADROOM // 2
+    vram = fp.total_bytes + DEFAULT_HEADROOM // 2
     host = _host(("gpu", vram, 900e9))
     assert plan(model, host, Settings(n_ctx=4096), headroom=0).mode == "gpu"
     assert plan(model, host, Settings(n_ctx=4096)).mode == "partial"

@@ -1,4 +1,5 @@
-"""The hardware catalog, spec strings and TOML profile files (pytest_llmfit.hardware.profiles)."""
+"""The hardware catalog, spec strings and TOML host files (pytest_llmfit.hardware: catalog,
+specs, hostfile, render). User catalog files are tested in test_catalog.py."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ from pathlib import Path
 import pytest
 
 from pytest_llmfit.errors import ConfigError, ProfileError
-from pytest_llmfit.hardware.profiles import (
+from pytest_llmfit.hardware.catalog import (
     FAMILIES,
     HOST_DEFAULTS,
     Profile,
     apple_gpu_share,
     catalog,
     find_profile,
+    lookup,
+)
+from pytest_llmfit.hardware.hostfile import host_from_toml
+from pytest_llmfit.hardware.render import render_catalog, render_profiles
+from pytest_llmfit.hardware.specs import (
     host_from_profile,
     host_from_spec,
-    host_from_toml,
-    lookup,
     parse_bandwidth,
-    render_catalog,
-    render_profiles,
     resolve_hardware,
 )
 from pytest_llmfit.hardware.types import Host
@@ -422,8 +424,23 @@ def test_toml_runner_and_family(tmp_path: Path) -> None:
     )
     assert modded.gpus[0].memory_total == 48 * 10**9
     assert modded.gpus[0].bandwidth == 1008e9
-    empty = host_from_toml(_write(tmp_path, "", "e.toml"))
-    assert empty.gpus == () and empty.ram.total == 64 * GiB
+    cpu_only = host_from_toml(_write(tmp_path, '[host]\nram = "32GB"\n', "e.toml"))
+    assert cpu_only.gpus == () and cpu_only.ram.total == 32 * 10**9
+
+
+@pytest.mark.parametrize(
+    "text", ["", "[host]\n", "gpu = []\n", '[host]\ncpu_cores = 8\nused = "1GB"\n']
+)
+def test_a_host_file_that_describes_nothing_is_an_error(tmp_path: Path, text: str) -> None:
+    # It used to simulate a 64 GiB desktop without a word: an empty file is a mistake.
+    path = _write(tmp_path, text, "empty.toml")
+    with pytest.raises(ProfileError) as info:
+        resolve_hardware(str(path), source="--llmfit-hardware")
+    assert str(info.value) == (
+        f"{str(path)!r} is not a hardware profile file; it describes no machine: give [[gpu]] "
+        'tables (profile = "rtx-4090", or name and memory), a [host] profile (a runner or '
+        'Apple chip such as "github-ubuntu-latest") or, for a CPU-only host, [host] ram'
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pytest
 
 from pytest_llmfit import __version__
 from pytest_llmfit.errors import LlmfitError
-from pytest_llmfit.hardware.profiles import host_from_spec
+from pytest_llmfit.hardware.specs import host_from_spec
 from pytest_llmfit.hardware.types import Host
 from pytest_llmfit.report import (
     DECISIONS,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import GGUFError
 from .gguf import GGUFFile, MetadataValue
 
+UNKNOWN_ARCH = "unknown architecture"  # how the note about one starts (plans, reasons)
 # Architectures whose memory rules this module knows (GGUF general.architecture names).
 DENSE_ARCHS = frozenset(
     {
@@ -151,6 +152,12 @@ def model_params(model: GGUFFile) -> ModelParams:
     get = model.arch_value
     notes: list[str] = []
 
+    if not model.tensors:
+        raise GGUFError(
+            model.path,
+            f"has no tensors ({arch} metadata only, e.g. a vocabulary-only file): "
+            "not a model llama.cpp can load",
+        )
     n_layer_all = _int(get("block_count"), -1)
     n_embd = _int(get("embedding_length"), -1)
     if n_layer_all < 0 or n_embd <= 0:
@@ -161,6 +168,7 @@ def model_params(model: GGUFFile) -> ModelParams:
         )
     n_nextn = _int(get("nextn_predict_layers"), 0)
     n_layer = max(n_layer_all - n_nextn, 0)
+    _require_model_tensors(model, n_layer)
 
     n_vocab = model.vocab_size or _int(get("vocab_size"), 0)
     if not n_vocab:
@@ -210,7 +218,7 @@ def model_params(model: GGUFFile) -> ModelParams:
     known = arch in DENSE_ARCHS or arch in RECURRENT_ARCHS or arch in HYBRID_ARCHS
     if not known:
         notes.append(
-            f"architecture {arch!r} is not one pytest-llmfit knows: "
+            f"{UNKNOWN_ARCH} {arch!r} (no memory rules in pytest-llmfit): "
             "estimate uses the generic attention keys and the tensor table"
         )
     return ModelParams(
@@ -238,6 +246,29 @@ def model_params(model: GGUFFile) -> ModelParams:
         gated_ffn=arch == "phi3" or any(".ffn_gate." in t.name for t in model.tensors),
         notes=tuple(notes),
     )
+
+
+def _require_model_tensors(model: GGUFFile, n_layer: int) -> None:
+    """A file llama.cpp cannot load as a model (its vocab-only GGUFs, a truncated
+    conversion) is refused here, naming what is missing, instead of planning as 0 bytes."""
+    names = {t.name for t in model.tensors}
+    missing: list[str] = []
+    if not any(name.startswith("token_embd.") for name in names):
+        missing.append("token_embd.weight")
+    present = {
+        int(name.split(".", 2)[1])
+        for name in names
+        if name.startswith("blk.") and name.split(".", 2)[1].isdigit()
+    }
+    absent = [il for il in range(n_layer) if il not in present]
+    if absent:
+        shown = ", ".join(f"blk.{il}" for il in absent[:3]) + (", ..." if len(absent) > 3 else "")
+        missing.append(f"{len(absent)} of {n_layer} blocks ({shown})")
+    if missing:
+        raise GGUFError(
+            model.path,
+            f"lacks the tensors a {model.architecture} model needs: {'; '.join(missing)}",
+        )
 
 
 def _has_shared_expert(model: GGUFFile) -> bool:

@@ -25,6 +25,7 @@ class LayerFootprint:
     recurrent_bytes: int  # this layer's recurrent state (Mamba/RWKV/hybrid)
     idle_expert_bytes: int = 0  # MoE expert weights a decoded token does not read
     repack_bytes: int = 0  # weights the CPU backend copies into repacked layouts
+    cuda_bytes: int = 0  # the same weights in a CUDA/HIP buffer (row padding, alignment)
 
     @property
     def total_bytes(self) -> int:
@@ -32,8 +33,31 @@ class LayerFootprint:
 
 
 @dataclass(frozen=True)
+class TensorSpan:
+    """Where one placement group's tensors lie in the file: llama.cpp maps the span from a
+    buffer's first to its last tensor (llama_model_loader::get_mapping_range), so a host
+    buffer's "CPU_Mapped" size is a span, not a sum."""
+
+    group: int  # a block index; INPUT_GROUP, OUTPUT_GROUP (= n_layer_all) or OTHER_GROUP
+    shard: int
+    start: int
+    end: int
+
+
+INPUT_GROUP = -1  # token_embd and the other input-layer tensors: always host memory
+OTHER_GROUP = -2  # tensors llama.cpp puts nowhere in particular (rope factors...): host
+
+
+@dataclass(frozen=True)
 class Footprint:
-    """What llama.cpp allocates for one model and one context, component by component."""
+    """What llama.cpp allocates for one model and one context, component by component.
+
+    Two totals, both from the same parts: :attr:`total_bytes` is what the model holds in
+    memory on one device (each weight once: a CPU-repacked copy replaces its mapped
+    original, which llama.cpp never reads again); :attr:`allocated_bytes` is the sum of
+    llama.cpp's own buffer lines on the CPU, which list the mapped original and the
+    repacked copy both (what the zoo compares with llama.cpp's log).
+    """
 
     model_path: str
     arch: str
@@ -43,8 +67,14 @@ class Footprint:
     token_embd_bytes: int  # stays in host memory (llama.cpp never offloads the input layer)
     output_layer_bytes: int  # output.weight + output_norm: llama.cpp's "output layer"
     output_is_tied: bool  # no output.weight: token_embd doubles as the output matrix
+    # Tied models: llama.cpp creates the output matrix as a duplicate of token_embd in the
+    # output layer's buffer (TENSOR_DUPLICATED). On a GPU that is a second copy; on the CPU
+    # it shares the mapping, unless repacking makes it a second, repacked copy.
+    tied_output_bytes: int
+    tied_output_repack_bytes: int  # the repacked tied copy on the CPU (0 when not repacked)
+    output_layer_cuda_bytes: int  # the output layer (with a tied copy) in a CUDA/HIP buffer
     other_bytes: int  # tensors outside blocks, embeddings and output (e.g. rope factors)
-    weights_bytes: int  # the file's tensor data as llama.cpp maps it (CPU_Mapped)
+    mapped_bytes: int  # the file's tensor data as llama.cpp maps it (CPU_Mapped)
     repack_bytes: int  # the CPU_REPACK copies, when every layer runs on the CPU
     kv_cache_bytes: int
     recurrent_bytes: int
@@ -56,12 +86,25 @@ class Footprint:
     # (speed.CPU_THREAD_RATES weighted by each type's share of the bytes).
     cpu_seconds_per_byte: float = 0.0
     notes: tuple[str, ...] = ()
+    spans: tuple[TensorSpan, ...] = ()
+
+    @property
+    def weights_bytes(self) -> int:
+        """Weights held in memory when every layer runs on the CPU: every tensor once, plus
+        the repacked copy of a tied output matrix (token_embd itself is still read)."""
+        return (
+            self.token_embd_bytes
+            + self.output_layer_bytes
+            + self.tied_output_repack_bytes
+            + self.other_bytes
+            + sum(layer.weights_bytes for layer in self.layers)
+        )
 
     @property
     def total_bytes(self) -> int:
+        """What the model holds in memory on one device: what placement compares."""
         return (
             self.weights_bytes
-            + self.repack_bytes
             + self.kv_cache_bytes
             + self.recurrent_bytes
             + self.compute_bytes
@@ -69,21 +112,12 @@ class Footprint:
         )
 
     @property
-    def resident_weights_bytes(self) -> int:
-        """Every tensor once: a repacked copy replaces its mapped original, which llama.cpp
-        never reads again (cold page cache), though its log lists both."""
+    def allocated_bytes(self) -> int:
+        """The sum of llama.cpp's buffer lines on the CPU (CPU_Mapped + CPU_REPACK + KV +
+        compute + output), the mapped originals of repacked weights included."""
         return (
-            self.token_embd_bytes
-            + self.output_layer_bytes
-            + self.other_bytes
-            + sum(layer.weights_bytes for layer in self.layers)
-        )
-
-    @property
-    def resident_bytes(self) -> int:
-        """What the model holds in memory: what placement compares with free memory."""
-        return (
-            self.resident_weights_bytes
+            self.mapped_bytes
+            + self.repack_bytes
             + self.kv_cache_bytes
             + self.recurrent_bytes
             + self.compute_bytes
@@ -99,18 +133,31 @@ class Footprint:
         """Repacked copies outside the blocks: the output matrix (or a tied copy of it)."""
         return self.repack_bytes - sum(layer.repack_bytes for layer in self.layers)
 
+    def mapped_span(self, groups: set[int]) -> int:
+        """Bytes llama.cpp maps for the tensors of these placement groups (per shard, from
+        the first to the last tensor), as a host "CPU_Mapped model buffer" line shows."""
+        ranges: dict[int, tuple[int, int]] = {}
+        for span in self.spans:
+            if span.group in groups:
+                low, high = ranges.get(span.shard, (span.start, span.end))
+                ranges[span.shard] = (min(low, span.start), max(high, span.end))
+        return sum(high - low for low, high in ranges.values())
+
     def to_dict(self) -> dict[str, object]:
         return {
-            "weights_bytes": self.weights_bytes + self.repack_bytes,
-            "mapped_bytes": self.weights_bytes,
-            "repack_bytes": self.repack_bytes,
+            "total_bytes": self.total_bytes,
+            "weights_bytes": self.weights_bytes,
             "kv_cache_bytes": self.kv_cache_bytes + self.recurrent_bytes,
             "compute_bytes": self.compute_bytes,
             "output_bytes": self.output_bytes,
-            "total_bytes": self.total_bytes,
-            "resident_bytes": self.resident_bytes,
+            # llama.cpp's own CPU buffer lines: the mapped file and the CPU_REPACK copies.
+            "cpu_mapped_bytes": self.mapped_bytes,
+            "cpu_repack_bytes": self.repack_bytes,
+            "allocated_bytes": self.allocated_bytes,
             "token_embd_bytes": self.token_embd_bytes,
             "output_layer_bytes": self.output_layer_bytes,
+            "output_is_tied": self.output_is_tied,
+            "tied_output_bytes": self.tied_output_bytes,
             "recurrent_bytes": self.recurrent_bytes,
             "n_ctx": self.context.n_ctx,
             "n_ubatch": self.context.n_ubatch,
@@ -136,11 +183,43 @@ def repackable(info: TensorInfo, *, as_matmul: bool = False) -> bool:
     return info.name.endswith(".weight") and info.shape[1] % 8 == 0
 
 
-def _block_index(info: TensorInfo) -> int | None:
-    if not info.name.startswith("blk."):
-        return None
-    head = info.name[4:].split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+# Input-layer tensors besides token_embd (llama.cpp creates them with the input layer's
+# buffer type, which is always host memory).
+_INPUT_PREFIXES = ("token_embd", "token_types", "position_embd", "per_layer_token_embd")
+
+
+def _placement_group(info: TensorInfo, n_layer_all: int) -> int:
+    """The layer whose buffer llama.cpp puts this tensor in: a block index, n_layer_all for
+    the output layer, INPUT_GROUP or OTHER_GROUP."""
+    name = info.name
+    if name.startswith("blk."):
+        head = name[4:].split(".", 1)[0]
+        if head.isdigit() and int(head) < n_layer_all:
+            return int(head)
+        return OTHER_GROUP
+    if name.startswith(_INPUT_PREFIXES):
+        return INPUT_GROUP
+    if name.startswith("output"):
+        return n_layer_all
+    return OTHER_GROUP
+
+
+# ggml-cuda (also the HIP build for AMD): a quantized matrix's last row is padded to a
+# multiple of 512 elements (MATRIX_ROW_PADDING, [TAG_ALLOC_SIZE_EXPAND]) and each tensor is
+# aligned to 128 bytes in the buffer (ggml_backend_cuda_buffer_type_get_alignment).
+CUDA_ROW_PADDING = 512
+CUDA_ALIGNMENT = 128
+
+
+def cuda_alloc_bytes(info: TensorInfo) -> int:
+    """Bytes a weight takes in a CUDA/HIP model buffer."""
+    size = info.nbytes
+    kind = info.ggml_type
+    if kind is not None and kind.block_size > 1 and info.shape:
+        rest = info.shape[0] % CUDA_ROW_PADDING
+        if rest:
+            size += kind.row_bytes(CUDA_ROW_PADDING - rest)
+    return -(-size // CUDA_ALIGNMENT) * CUDA_ALIGNMENT
 
 
 def _mapped_bytes(tensors: list[TensorInfo]) -> int:
@@ -162,40 +241,55 @@ def estimate(
     params = params or model_params(model)
     ctx = context_shape(params, settings)
 
-    per_layer_weights = [0] * params.n_layer_all
-    per_layer_idle = [0] * params.n_layer_all
+    n_all = params.n_layer_all
+    per_layer_weights = [0] * n_all
+    per_layer_idle = [0] * n_all
     idle_share = (
         1 - params.n_expert_used / params.n_expert
         if params.n_expert and params.n_expert_used
         else 0.0
     )
-    per_layer_repack = [0] * params.n_layer_all
+    per_layer_repack = [0] * n_all
+    per_layer_cuda = [0] * n_all
+    output_layer_cuda = 0
     token_embd = output_layer = other = 0
+    tied_output = tied_output_repack = 0
     tied = model.tensor("output.weight") is None
     repacked: set[str] = set()
     other_repack = 0
+    spans: dict[tuple[int, int], tuple[int, int]] = {}
     for info in model.tensors:
-        block = _block_index(info)
+        group = _placement_group(info, n_all)
         moves = settings.repack and repackable(info)
         if moves:
             repacked.add(info.name)
-        if block is not None and block < params.n_layer_all:
-            per_layer_weights[block] += info.nbytes
-            per_layer_repack[block] += info.nbytes if moves else 0
+        else:  # a repacked tensor leaves the mapped buffer (when its layer is on the CPU)
+            key = (group, info.shard)
+            low, high = spans.get(key, (info.offset, info.offset + info.nbytes))
+            spans[key] = (min(low, info.offset), max(high, info.offset + info.nbytes))
+        if 0 <= group < n_all:
+            per_layer_weights[group] += info.nbytes
+            per_layer_cuda[group] += cuda_alloc_bytes(info)
+            per_layer_repack[group] += info.nbytes if moves else 0
             if "_exps." in info.name:
-                per_layer_idle[block] += int(info.nbytes * idle_share)
+                per_layer_idle[group] += int(info.nbytes * idle_share)
             continue
         if moves:
             other_repack += info.nbytes
-        if info.name == "token_embd.weight" and tied and settings.repack:
-            # A tied output matrix is a second tensor in the output layer's buffer: on the
-            # CPU it is repacked when its type allows (token_embd itself is read by GET_ROWS).
-            if repackable(info, as_matmul=True):
-                other_repack += info.nbytes
-        elif info.name.startswith("token_embd."):
+        if info.name == "token_embd.weight":
             token_embd += info.nbytes
-        elif info.name.startswith("output"):
+            if tied:
+                tied_output = info.nbytes
+                output_layer_cuda += cuda_alloc_bytes(info)
+                # On the CPU the tied output matrix is repacked when its type allows; the
+                # mapped token_embd stays, read by GET_ROWS for the input.
+                if settings.repack and repackable(info, as_matmul=True):
+                    tied_output_repack = info.nbytes
+        elif group == INPUT_GROUP:
+            token_embd += info.nbytes
+        elif group == n_all:
             output_layer += info.nbytes
+            output_layer_cuda += cuda_alloc_bytes(info)
         else:
             other += info.nbytes
 
@@ -209,8 +303,9 @@ def estimate(
             rs_per_layer[il],
             per_layer_idle[il],
             per_layer_repack[il],
+            per_layer_cuda[il],
         )
-        for il in range(params.n_layer_all)
+        for il in range(n_all)
     )
     notes = list(params.notes)
     if settings.flash_attn == "auto":
@@ -224,9 +319,12 @@ def estimate(
         token_embd_bytes=token_embd,
         output_layer_bytes=output_layer,
         output_is_tied=tied,
+        tied_output_bytes=tied_output,
+        tied_output_repack_bytes=tied_output_repack,
+        output_layer_cuda_bytes=output_layer_cuda,
         other_bytes=other,
-        weights_bytes=_mapped_bytes([t for t in model.tensors if t.name not in repacked]),
-        repack_bytes=sum(per_layer_repack) + other_repack,
+        mapped_bytes=_mapped_bytes([t for t in model.tensors if t.name not in repacked]),
+        repack_bytes=sum(per_layer_repack) + other_repack + tied_output_repack,
         kv_cache_bytes=sum(kv_per_layer),
         recurrent_bytes=sum(rs_per_layer),
         compute_bytes=compute.compute_buffer_bytes(params, ctx, settings, model),
@@ -235,6 +333,9 @@ def estimate(
         n_embd=params.n_embd,
         cpu_seconds_per_byte=_cpu_seconds_per_byte(model),
         notes=tuple(notes),
+        spans=tuple(
+            TensorSpan(group, shard, low, high) for (group, shard), (low, high) in spans.items()
+        ),
     )
 
 

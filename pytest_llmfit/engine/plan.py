@@ -2,8 +2,11 @@
 
 Placement follows llama.cpp (llama_model::load_tensors): with n_gpu_layers = N out of
 n_layer + 1 (the blocks plus the output layer), the output layer goes to a GPU first, then
-blocks from the back; token embeddings stay in host memory. Several GPUs share the
-offloaded layers in proportion to their free memory (llama.cpp's default tensor_split).
+blocks from the back (``i_gpu_start = n_layer_all + 1 - n_gpu_layers``); token embeddings
+stay in host memory. Builds until at least mid-2025 offloaded blocks first and the output
+layer only when every block was on a GPU (``offload_rule="legacy"``), which is what older
+public logs show. Several GPUs share the offloaded layers in proportion to their free
+memory (llama.cpp's default) or to a given ``tensor_split``.
 Decode speed is memory-bound: every token reads each device's weights (MoE: only the used
 experts) and KV cache once, so tokens/s = 1 / sum(bytes_d / bandwidth_d).
 """
@@ -11,16 +14,27 @@ experts) and KV cache once, so tokens/s = 1 / sum(bytes_d / bandwidth_d).
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
+from ..errors import ConfigError
 from ..hardware.types import Gpu, Host
 from ..units import format_rate, format_size
-from .estimate import Footprint, Settings, estimate
+from .context import Settings
+from .estimate import INPUT_GROUP, OTHER_GROUP, Footprint, estimate
 from .gguf import GGUFFile
 from .speed import SpeedModel, cpu_seconds, gpu_seconds
 
 DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
+
+# GPUs whose llama.cpp backend is ggml-cuda (CUDA, or its HIP build): their model buffers
+# pad quantized rows and align tensors (estimate.cuda_alloc_bytes); Metal, Vulkan and SYCL
+# buffers hold the plain tensor bytes.
+CUDA_VENDORS = frozenset({"nvidia", "amd"})
+
+OffloadRule = Literal["current", "legacy"]
+OFFLOAD_RULES = ("current", "legacy")
 
 
 @dataclass(frozen=True)
@@ -28,24 +42,34 @@ class DevicePlan:
     name: str  # "NVIDIA GeForce RTX 4090" or "host RAM"
     index: int | None  # GPU index (CUDA order); None for host memory
     n_layers: int  # blocks placed here (the output layer counts as one when on a GPU)
-    weights_bytes: int
+    weights_bytes: int  # weights held here, each once (a tied output copy on a GPU counts)
     kv_bytes: int
     compute_bytes: int
     need_bytes: int
     free_bytes: int  # what the device has free, before headroom
     budget_bytes: int  # free minus headroom: what the plan may use
     read_bytes_per_token: int
+    output_bytes: int = 0  # the logits buffer (host only)
+    holds_output_layer: bool = False
+    # What llama.cpp's "<device> model buffer size" line says: a GPU's weights; on the host
+    # the mapped span of its tensors (CPU_Mapped), with repacked copies apart (CPU_REPACK).
+    model_buffer_bytes: int = 0
+    repack_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "index": self.index,
             "n_layers": self.n_layers,
+            "holds_output_layer": self.holds_output_layer,
             "weights_bytes": self.weights_bytes,
             "kv_bytes": self.kv_bytes,
             "compute_bytes": self.compute_bytes,
+            "output_bytes": self.output_bytes,
             "need_bytes": self.need_bytes,
             "free_bytes": self.free_bytes,
+            "model_buffer_bytes": self.model_buffer_bytes,
+            "repack_bytes": self.repack_bytes,
         }
 
 
@@ -64,6 +88,8 @@ class Plan:
     host_description: str
     reasons: tuple[str, ...] = ()
     suggestions: tuple[str, ...] = field(default=())
+    offload_rule: OffloadRule = "current"
+    given: bool = False  # n_gpu_layers (and tensor_split) came from the user, not the search
 
     @property
     def host_bytes(self) -> int:
@@ -78,12 +104,16 @@ class Plan:
                 "n_layers_total": self.n_layers_total,
                 "tensor_split": list(self.tensor_split),
                 "devices": [d.to_dict() for d in self.devices],
+                "host": self.host.to_dict(),
                 "host_bytes": self.host_bytes,
                 "host_free_bytes": self.host.free_bytes,
                 "shortfall_bytes": self.shortfall_bytes,
                 "tokens_per_second": self.tokens_per_second,
+                "offload_rule": self.offload_rule,
+                "given": self.given,
             },
             "fits": self.fits,
+            "notes": list(self.footprint.notes),
             "reasons": list(self.reasons),
             "suggestions": list(self.suggestions),
         }
@@ -98,8 +128,16 @@ def plan(
     footprint: Footprint | None = None,
     with_suggestions: bool = True,
     speed_model: SpeedModel | None = None,
+    n_gpu_layers: int | None = None,
+    tensor_split: Sequence[float] | None = None,
+    offload_rule: OffloadRule = "current",
 ) -> Plan:
-    """Place ``model`` on ``host`` the way llama.cpp would and say whether it fits."""
+    """Place ``model`` on ``host`` the way llama.cpp would and say whether it fits.
+
+    By default the plan searches for the most layers that fit. With ``n_gpu_layers`` (and
+    optionally ``tensor_split``) it plans exactly that configuration, as llama.cpp would load
+    it, and says whether it fits: what a log of that configuration can be compared with.
+    """
     fp = footprint or estimate(model, settings)
     gpus = [g for g in host.gpus if not g.unified]
     unified = [g for g in host.gpus if g.unified]
@@ -107,6 +145,9 @@ def plan(
         # Apple Silicon: the GPU works in the same RAM; treat its usable share as one device.
         gpus = unified[:1]
     total_layers = fp.n_layer + 1
+    if offload_rule not in OFFLOAD_RULES:
+        raise ConfigError(offload_rule, "an offload rule (current, legacy)", source="offload_rule")
+    split_weights = _split_weights(gpus, tensor_split)
     budgets = [max(g.memory_free - headroom, 0) for g in gpus]
     host_free = host.ram.available
     host_budget = max(host_free - headroom, 0)
@@ -114,35 +155,47 @@ def plan(
         # Unified memory: what the GPU holds comes out of the same RAM.
         host_budget = max(host_budget - gpus[0].memory_total, 0)
 
-    best: tuple[int, list[DevicePlan], DevicePlan] | None = None
-    gpu_only_best: tuple[int, list[DevicePlan], DevicePlan] | None = None
-    for n_gpu in range(total_layers if gpus else 0, -1, -1):
-        placed = _place(fp, gpus, budgets, n_gpu, host, host_budget)
-        gpu_ok = all(d.need_bytes <= d.budget_bytes for d in placed[0])
-        if gpu_ok and gpu_only_best is None:
-            gpu_only_best = (n_gpu, *placed)
-        if gpu_ok and placed[1].need_bytes <= host_budget:
-            best = (n_gpu, *placed)
-            break
+    def place(n_gpu: int) -> tuple[list[DevicePlan], DevicePlan]:
+        return _place(fp, gpus, budgets, n_gpu, host, host_budget, split_weights, offload_rule)
 
-    if best is not None:
-        n_gpu, devices, host_plan = best
-        fits = True
-        shortfall = 0
-        if n_gpu == total_layers and gpus:
-            mode = "gpu"
-        elif n_gpu > 0:
-            mode = "partial"
-        else:
-            mode = "cpu"
+    if n_gpu_layers is not None:
+        n_gpu = _given_layers(n_gpu_layers, total_layers) if gpus else 0
+        devices, host_plan = place(n_gpu)
+        fits = all(d.need_bytes <= d.budget_bytes for d in devices) and (
+            host_plan.need_bytes <= host_budget
+        )
+        shortfall = 0 if fits else _shortfall(devices, host_plan, host_budget)
     else:
-        assert gpu_only_best is not None  # n_gpu = 0 always fits the (empty) GPU side
-        n_gpu, devices, host_plan = gpu_only_best
-        fits = False
+        best: tuple[int, list[DevicePlan], DevicePlan] | None = None
+        gpu_only_best: tuple[int, list[DevicePlan], DevicePlan] | None = None
+        for n_gpu in range(total_layers if gpus else 0, -1, -1):
+            placed = place(n_gpu)
+            gpu_ok = all(d.need_bytes <= d.budget_bytes for d in placed[0])
+            if gpu_ok and gpu_only_best is None:
+                gpu_only_best = (n_gpu, *placed)
+            if gpu_ok and placed[1].need_bytes <= host_budget:
+                best = (n_gpu, *placed)
+                break
+        if best is not None:
+            n_gpu, devices, host_plan = best
+            fits, shortfall = True, 0
+        else:
+            assert gpu_only_best is not None  # n_gpu = 0 always fits the (empty) GPU side
+            n_gpu, devices, host_plan = gpu_only_best
+            fits = False
+            shortfall = host_plan.need_bytes - host_budget
+    if not fits:
         mode = "none"
-        shortfall = host_plan.need_bytes - host_budget
+    elif n_gpu == total_layers and gpus:
+        mode = "gpu"
+    elif n_gpu > 0:
+        mode = "partial"
+    else:
+        mode = "cpu"
 
-    split = _tensor_split([g.memory_free for g in gpus]) if n_gpu and len(gpus) > 1 else ()
+    split: tuple[float, ...] = ()
+    if n_gpu and len(gpus) > 1:
+        split = _tensor_split(split_weights)
     speed = _tokens_per_second(fp, devices, host_plan, gpus, host, speed_model or SpeedModel())
     result = Plan(
         mode=mode,
@@ -156,37 +209,70 @@ def plan(
         tokens_per_second=speed,
         footprint=fp,
         host_description=host.describe(),
+        offload_rule=offload_rule,
+        given=n_gpu_layers is not None,
     )
     reasons = _reasons(result, host, headroom)
     suggestions: tuple[str, ...] = ()
-    if with_suggestions and not (fits and mode == "gpu"):
+    if with_suggestions and not (fits and mode == "gpu") and n_gpu_layers is None:
         suggestions = _suggestions(model, host, fp, result, headroom)
     return replace(result, reasons=reasons, suggestions=suggestions)
 
 
-def _layer_device(il: int, first_gpu_layer: int, n_gpu: int, splits: list[float]) -> int | None:
+def _given_layers(n_gpu_layers: int, total_layers: int) -> int:
+    """llama.cpp's reading of n_gpu_layers: negative means all, more than all means all."""
+    if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int):
+        raise ConfigError(
+            n_gpu_layers, "a whole number of layers (-1 for all)", source="n_gpu_layers"
+        )
+    return total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
+
+
+def _split_weights(gpus: list[Gpu], tensor_split: Sequence[float] | None) -> list[float]:
+    """The per-GPU split weights llama.cpp normalises: the given ones, else free memory."""
+    if tensor_split is None or not any(tensor_split):
+        return [float(g.memory_free) for g in gpus]
+    values = list(tensor_split)
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0]
+    if bad or len(values) > max(len(gpus), 1):
+        raise ConfigError(
+            ",".join(str(v) for v in values),
+            f"one non-negative share per GPU ({len(gpus)} on this host), e.g. 3,1",
+            source="tensor_split",
+        )
+    return [float(v) for v in values] + [0.0] * (len(gpus) - len(values))
+
+
+def _shortfall(devices: list[DevicePlan], host_plan: DevicePlan, host_budget: int) -> int:
+    over = [max(d.need_bytes - d.budget_bytes, 0) for d in devices]
+    return sum(over) + max(host_plan.need_bytes - host_budget, 0)
+
+
+def _layer_device(
+    il: int, first_gpu_layer: int, n_active: int, splits: list[float]
+) -> int | None:
     """The GPU llama.cpp gives layer ``il`` (n_layer = the output layer), or None for host."""
-    if il < first_gpu_layer:
+    if il < first_gpu_layer or il - first_gpu_layer >= n_active:
         return None
     if len(splits) <= 1:
         return 0
-    position = (il - first_gpu_layer) / n_gpu
+    position = (il - first_gpu_layer) / n_active
     return min(bisect.bisect_right(splits, position), len(splits) - 1)
 
 
-def _cumulative_splits(budgets: list[int]) -> list[float]:
-    total = sum(budgets) or 1
+def _cumulative_splits(weights: list[float]) -> list[float]:
+    total = sum(weights) or 1.0
     acc = 0.0
     out = []
-    for b in budgets:
-        acc += b / total
+    for w in weights:
+        acc += w / total
         out.append(acc)
     return out
 
 
-def _tensor_split(budgets: list[int]) -> tuple[float, ...]:
-    total = sum(budgets) or 1
-    return tuple(round(b / total, 4) for b in budgets)
+def _tensor_split(weights: list[float]) -> tuple[float, ...]:
+    total = sum(weights) or 1.0
+    return tuple(round(w / total, 4) for w in weights)
 
 
 def _place(
@@ -196,45 +282,57 @@ def _place(
     n_gpu: int,
     host: Host,
     host_budget: int,
+    split_weights: list[float],
+    offload_rule: OffloadRule = "current",
 ) -> tuple[list[DevicePlan], DevicePlan]:
     n_layer = fp.n_layer
-    first_gpu_layer = max(n_layer + 1 - n_gpu, 0)
-    # llama.cpp's default split points come from each device's free memory as reported.
-    splits = _cumulative_splits([g.memory_free for g in gpus])
+    # The current rule counts the output layer first; the legacy one offloads blocks first.
+    first_gpu_layer = max(n_layer + (1 if offload_rule == "current" else 0) - n_gpu, 0)
+    n_active = min(n_gpu, n_layer + 1) if gpus else 0
+    splits = _cumulative_splits(split_weights)
+    cuda = [g.vendor.lower() in CUDA_VENDORS for g in gpus]
     weights = [0] * len(gpus)
     kv = [0] * len(gpus)
     reads = [0] * len(gpus)
     counts = [0] * len(gpus)
     h_weights = fp.token_embd_bytes + fp.other_bytes
+    h_groups = {INPUT_GROUP, OTHER_GROUP}
+    h_repack = 0
     h_kv = 0
     h_reads = 0
     h_count = 0
     for layer in fp.layers:
-        dev = _layer_device(layer.index, first_gpu_layer, n_gpu, splits) if n_gpu else None
+        dev = _layer_device(layer.index, first_gpu_layer, n_active, splits) if n_gpu else None
         read = _active_bytes(fp, layer.index) + layer.kv_bytes + layer.recurrent_bytes
         state = layer.kv_bytes + layer.recurrent_bytes
         if dev is None:
             # Each weight counts once: a repacked copy replaces its mapped original, which
             # llama.cpp never reads again (cold page cache), though its log lists both.
             h_weights += layer.weights_bytes
+            h_groups.add(layer.index)
+            h_repack += layer.repack_bytes
             h_kv += state
             h_reads += read
             h_count += 1
         else:
-            weights[dev] += layer.weights_bytes
+            weights[dev] += layer.cuda_bytes if cuda[dev] else layer.weights_bytes
             kv[dev] += state if fp.settings.offload_kqv else 0
             if not fp.settings.offload_kqv:
                 h_kv += state
             reads[dev] += read
             counts[dev] += 1
-    out_dev = _layer_device(n_layer, first_gpu_layer, n_gpu, splits) if n_gpu else None
-    out_bytes = fp.output_layer_bytes + (fp.token_embd_bytes if fp.output_is_tied else 0)
+    out_dev = _layer_device(n_layer, first_gpu_layer, n_active, splits) if n_gpu else None
     if out_dev is None:
-        # The output matrix is read every token; tied models read token_embd in its place.
-        h_reads += out_bytes if not fp.output_is_tied else fp.token_embd_bytes
-        h_weights += fp.output_layer_bytes
+        # The output matrix is read every token; tied models read token_embd in its place
+        # (or its repacked copy, which the CPU keeps beside the mapped original).
+        h_reads += fp.output_layer_bytes + fp.tied_output_bytes
+        h_weights += fp.output_layer_bytes + fp.tied_output_repack_bytes
+        h_groups.add(n_layer)
+        h_repack += fp.output_repack_bytes
     else:
-        weights[out_dev] += out_bytes  # a tied output matrix is copied to the GPU
+        # A tied output matrix is a duplicate of token_embd in the GPU's model buffer.
+        out_bytes = fp.output_layer_bytes + fp.tied_output_bytes
+        weights[out_dev] += fp.output_layer_cuda_bytes if cuda[out_dev] else out_bytes
         reads[out_dev] += out_bytes
         counts[out_dev] += 1
 
@@ -263,6 +361,8 @@ def _place(
                 free_bytes=gpu.memory_free,
                 budget_bytes=budgets[i],
                 read_bytes_per_token=reads[i],
+                holds_output_layer=out_dev == i,
+                model_buffer_bytes=weights[i],
             )
         )
     # The host always runs the token embedding lookup and holds the logits; it runs the
@@ -279,6 +379,12 @@ def _place(
         free_bytes=host.ram.available,
         budget_bytes=host_budget,
         read_bytes_per_token=h_reads,
+        output_bytes=fp.output_bytes,
+        holds_output_layer=out_dev is None,
+        # CPU_Mapped: the span of the host's unrepacked tensors; a GPU layer lying inside
+        # that span is mapped too, since llama.cpp maps whole ranges.
+        model_buffer_bytes=fp.mapped_span(h_groups),
+        repack_bytes=h_repack,
     )
     return devices, host_plan
 
@@ -327,11 +433,11 @@ def _tokens_per_second(
 
 def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
     fp = p.footprint
-    need = format_size(fp.resident_bytes)
+    need = format_size(fp.total_bytes)
     vram = sum(d.free_bytes for d in p.devices)
     lines = [
         f"needs {need} at n_ctx {fp.context.n_ctx}: weights "
-        f"{format_size(fp.resident_weights_bytes)}, "
+        f"{format_size(fp.weights_bytes)}, "
         f"KV cache {format_size(fp.kv_cache_bytes + fp.recurrent_bytes)}, "
         f"compute {format_size(fp.compute_bytes)}, output {format_size(fp.output_bytes)}",
     ]
@@ -392,7 +498,7 @@ def _suggestions(
             out.append(f"a q8_0 KV cache with flash attention would run as {_mode_words(trial)}")
     # More memory.
     if host.gpus or not p.fits:
-        gpu_need = fp.resident_bytes - fp.token_embd_bytes - fp.output_bytes
+        gpu_need = fp.total_bytes - fp.token_embd_bytes - fp.output_bytes
         have = sum(d.budget_bytes for d in p.devices)
         if gpu_need > have and p.devices:
             out.append(f"{format_size(gpu_need - have)} more VRAM would hold every layer on GPUs")

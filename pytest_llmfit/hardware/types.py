@@ -146,6 +146,9 @@ class Host:
         )
 
 
+GPU_VENDORS = frozenset({"nvidia", "amd", "apple", "intel"})
+"""Vendors the built-in probes and the catalog report (third-party probes may add others)."""
+
 RamBandwidthMode = Literal["off", "cached", "measure"]
 """``off``: never; ``cached``: reuse a stored measurement only; ``measure``: measure if none."""
 

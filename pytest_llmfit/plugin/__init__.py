@@ -19,7 +19,7 @@ from .fixtures import llm, llm_benchmark, llmfit, llmfit_host, llmfit_models, ll
 from .markers import MARKERS
 from .session import BenchmarkHooks, LedgerRelease, LlmfitSession
 from .settings import OPTIONS, resolve
-from .state import CALIBRATION_KEY, LlmfitState, state_key
+from .state import CALIBRATION_KEY, LlmfitState, load_user_catalog, state_key
 
 __all__ = ["llm", "llm_benchmark", "llmfit", "llmfit_host", "llmfit_models", "llmfit_record"]
 
@@ -86,6 +86,9 @@ def _ini_values(config: pytest.Config) -> dict[str, Any]:
     for option in OPTIONS:
         raw = config.getini(option.ini)
         if raw not in (None, "", []):
+            if option.kind == "path" and config.inipath is not None:
+                # As pytest's own ini paths: relative to the ini file, wherever pytest runs.
+                raw = os.path.join(os.path.dirname(config.inipath), str(raw).strip())
             values[option.name] = raw
     return values
 
@@ -117,6 +120,12 @@ def pytest_configure(config: pytest.Config) -> None:
         from .xdist import XdistHooks
 
         config.pluginmanager.register(XdistHooks(config), "llmfit-xdist")
+    if settings.catalog and not settings.expect and not settings.hardware:
+        # A bad catalog file is a usage error now, not when a test first names a card.
+        try:
+            load_user_catalog(settings)
+        except LlmfitError as error:
+            raise pytest.UsageError(f"pytest-llmfit: {error}") from None
     if settings.expect:
         _check_expected_host(state)
     elif settings.hardware:
@@ -129,11 +138,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_expected_host(state: LlmfitState) -> None:
-    from ..hardware.profiles import resolve_hardware
+    from ..hardware.specs import resolve_hardware
 
     source = state.settings.source_of("expect")
     try:
-        expected = resolve_hardware(str(state.settings.expect), source=source)
+        expected = resolve_hardware(
+            str(state.settings.expect), source=source, catalog=load_user_catalog(state.settings)
+        )
         actual = state.get_host()
     except LlmfitError as error:
         raise pytest.UsageError(f"pytest-llmfit: {error}") from None

@@ -14,12 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.estimate import Settings
-from ..engine.gguf import GGUFFile, read_gguf
+from ..engine.arch import UNKNOWN_ARCH
+from ..engine.context import Settings
+from ..engine.gguf import GGUFFile
 from ..engine.plan import Plan, plan
 from ..engine.speed import SpeedModel
 from ..errors import ConfigError, LlmfitError
-from ..hardware.types import Gpu, Host
+from ..hardware.types import GPU_VENDORS, Gpu, Host
+from ..sources import SourceSettings, is_remote, read_model, resolve_source
 from ..units import format_rate, format_size, parse_size
 from .markers import MARKERS
 from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
@@ -35,11 +37,15 @@ _MODEL_SETTINGS = {
     "flash_attn",
     "swa_full",
 }
+# A given offload, as llama-cpp-python's Llama() takes it: planned exactly, not searched.
+_OFFLOAD_SETTINGS = {"n_gpu_layers", "tensor_split"}
 _ALLOWED_KWARGS: dict[str, set[str]] = {
     "requires_vram": {"size", "per_device", "on_nofit"},
     "requires_ram": {"size", "on_nofit"},
     "requires_gpu": {"count", "vendor", "name", "min_compute_capability", "on_nofit"},
-    "requires_model": {"path", "min_tokens_per_second", "on_nofit", "on_offload"} | _MODEL_SETTINGS,
+    "requires_model": {"path", "min_tokens_per_second", "on_nofit", "on_offload"}
+    | _MODEL_SETTINGS
+    | _OFFLOAD_SETTINGS,
 }
 _POSITIONAL = {
     "requires_vram": ("size",),
@@ -63,6 +69,8 @@ class Requirement:
     min_compute_capability: tuple[int, int] | None = None
     model_path: str | None = None
     settings: Settings | None = None
+    n_gpu_layers: int | None = None  # None: the most layers that fit
+    tensor_split: tuple[float, ...] | None = None
     min_tokens_per_second: float | None = None
     on_nofit: str | None = None
     on_offload: str | None = None
@@ -181,6 +189,9 @@ def parse_requirement(
         count = bound.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError(count, "a GPU count of 1 or more", source=source)
+        vendor = bound.get("vendor")
+        if vendor is not None and (not isinstance(vendor, str) or not vendor.strip()):
+            raise ConfigError(vendor, f"a GPU vendor ({', '.join(GPU_VENDORS)})", source=source)
         cc = bound.get("min_compute_capability")
         min_cc = _cc(cc, source) if cc is not None else None
         parts = [f"requires_gpu {count}x"]
@@ -193,7 +204,7 @@ def parse_requirement(
         return Requirement(
             summary=" ".join(parts),
             count=count,
-            vendor=str(bound["vendor"]).lower() if bound.get("vendor") else None,
+            vendor=str(bound["vendor"]).strip().lower() if bound.get("vendor") else None,
             name=str(bound["name"]) if bound.get("name") else None,
             min_compute_capability=min_cc,
             **common,
@@ -203,6 +214,8 @@ def parse_requirement(
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ConfigError(path, "a GGUF file path", source=source)
     resolved = resolve_model_path(str(path), models_dir, root)
+    if is_remote(resolved):  # check an hf://, https:// or ollama:// form now (no network)
+        resolve_source(resolved, source=source)
     settings_kwargs = {k: v for k, v in bound.items() if k in _MODEL_SETTINGS}
     cache = settings_kwargs.pop("cache_type", None)
     if cache is not None:
@@ -226,17 +239,47 @@ def parse_requirement(
         on_offload = resolve_action(
             on_offload, "run", allowed=OFFLOAD_ACTIONS, source=f"on_offload of {source}"
         )
+    n_gpu_layers, tensor_split = _offload(bound, source)
     return Requirement(
-        summary=f"requires_model {os.path.basename(resolved)} @{settings.n_ctx}",
+        summary=f"requires_model {os.path.basename(resolved)} @{settings.n_ctx}"
+        + (f" ngl={n_gpu_layers}" if n_gpu_layers is not None else ""),
         model_path=resolved,
         settings=settings,
+        n_gpu_layers=n_gpu_layers,
+        tensor_split=tensor_split,
         min_tokens_per_second=float(min_tps) if min_tps is not None else None,
         on_offload=on_offload,
         **common,
     )
 
 
+def _offload(
+    bound: Mapping[str, Any], source: str
+) -> tuple[int | None, tuple[float, ...] | None]:
+    """n_gpu_layers and tensor_split as llama-cpp-python's Llama() takes them."""
+    ngl = bound.get("n_gpu_layers")
+    if ngl is not None and (isinstance(ngl, bool) or not isinstance(ngl, int)):
+        raise ConfigError(
+            ngl, "a whole number of layers (-1 for all)", source=f"n_gpu_layers, {source}"
+        )
+    split = bound.get("tensor_split")
+    if split is None:
+        return ngl, None
+    values = tuple(split) if isinstance(split, (list, tuple)) else ()
+    if not values or any(
+        isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 for v in values
+    ):
+        raise ConfigError(
+            split,
+            "a list of non-negative shares per GPU like [3, 1]",
+            source=f"tensor_split, {source}",
+        )
+    return ngl, tuple(float(v) for v in values)
+
+
 def resolve_model_path(path: str, models_dir: str | None, root: str | None) -> str:
+    if is_remote(path):  # hf://, https://, ollama://: not a file path
+        return path
     expanded = os.path.expanduser(path)
     if os.path.isabs(expanded):
         return expanded
@@ -249,16 +292,19 @@ def resolve_model_path(path: str, models_dir: str | None, root: str | None) -> s
 class ModelCache:
     """Headers and plans computed once per session, keyed by path and settings."""
 
-    def __init__(self, speed_model: SpeedModel | None = None) -> None:
+    def __init__(
+        self, speed_model: SpeedModel | None = None, *, sources: SourceSettings | None = None
+    ) -> None:
         self._headers: dict[str, GGUFFile | LlmfitError] = {}
-        self._plans: dict[tuple[str, Settings, int], Plan] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}
         self.speed_model = speed_model or SpeedModel()
+        self.sources = sources or SourceSettings()  # how remote models are reached
 
     def header(self, path: str) -> GGUFFile:
         cached = self._headers.get(path)
         if cached is None:
             try:
-                cached = read_gguf(path)
+                cached = read_model(path, self.sources)  # a file, or a remote header
             except LlmfitError as error:
                 cached = error
             self._headers[path] = cached
@@ -266,8 +312,17 @@ class ModelCache:
             raise cached
         return cached
 
-    def plan(self, path: str, host: Host, settings: Settings, headroom: int) -> Plan:
-        key = (path, settings, headroom)
+    def plan(
+        self,
+        path: str,
+        host: Host,
+        settings: Settings,
+        headroom: int,
+        *,
+        n_gpu_layers: int | None = None,
+        tensor_split: tuple[float, ...] | None = None,
+    ) -> Plan:
+        key = (path, settings, headroom, n_gpu_layers, tensor_split)
         if key not in self._plans:
             self._plans[key] = plan(
                 self.header(path),
@@ -275,6 +330,8 @@ class ModelCache:
                 settings,
                 headroom=headroom,
                 speed_model=self.speed_model,
+                n_gpu_layers=n_gpu_layers,
+                tensor_split=tensor_split,
             )
         return self._plans[key]
 
@@ -306,6 +363,14 @@ def decide(
     on_nofit = req.on_nofit or session.on_nofit
     base: dict[str, Any] = {"requirement": req.summary, "markers": (req.marker_dict(),)}
     basis = session.basis
+    if req.vendor and req.vendor not in GPU_VENDORS | {g.vendor.lower() for g in host.gpus}:
+        # A misspelt vendor would match nothing and skip silently: an error names it. A
+        # third-party probe's own vendor name is accepted once a GPU reports it.
+        raise ConfigError(
+            req.vendor,
+            f"a GPU vendor ({', '.join(sorted(GPU_VENDORS))}, or one a probe reports)",
+            source=f"vendor of {req.summary}",
+        )
     if req.marker == "requires_vram":
         assert req.need_bytes is not None
         gpus = _basis_gpus(host, basis)
@@ -380,17 +445,26 @@ def _decide_model(
     assert req.model_path is not None and req.settings is not None
     if session.basis == "total":
         host = _as_total(host)
-    result = cache.plan(req.model_path, host, req.settings, session.headroom)
+    result = cache.plan(
+        req.model_path,
+        host,
+        req.settings,
+        session.headroom,
+        n_gpu_layers=req.n_gpu_layers,
+        tensor_split=req.tensor_split,
+    )
     fp = result.footprint
-    need = fp.resident_bytes
+    need = fp.total_bytes
     have_line = _have_line(host, "free")
-    plan_dict = result.to_dict()["plan"] | {"fits": result.fits}
+    plan_dict = result.to_dict()["plan"] | {"fits": result.fits, "notes": list(fp.notes)}
     tps = result.tokens_per_second
     speed = f"; predicted {format_rate(tps)} tokens/s" if tps is not None else ""
+    # An architecture without known rules is sized from generic keys: say so in the reason.
+    unknown = "".join(f"; {note}" for note in fp.notes if note.startswith(UNKNOWN_ARCH))
     if not result.fits:
         reason = (
             f"{req.summary}: needs {format_size(need)}; have {have_line}; "
-            f"short by {format_size(result.shortfall_bytes)}"
+            f"short by {format_size(result.shortfall_bytes)}{unknown}"
         )
         return Decision(
             action=on_nofit,
@@ -417,7 +491,7 @@ def _decide_model(
         f"on GPU, {format_size(result.host_bytes)} in RAM",
         "cpu": "CPU only",
     }[result.mode]
-    reason = f"{req.summary}: needs {format_size(need)}; {where}{speed}"
+    reason = f"{req.summary}: needs {format_size(need)}; {where}{speed}{unknown}"
     # Partial and CPU-only runs read weights from host RAM: the model fits only by offloading.
     action = "run"
     if result.mode in ("partial", "cpu"):

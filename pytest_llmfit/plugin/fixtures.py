@@ -114,7 +114,12 @@ def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
     assert req.model_path is not None and req.settings is not None
     # The session's plan (its speed model carries this host's calibration).
     return req.model_path, state.cache.plan(
-        req.model_path, state.get_host(), req.settings, state.settings.headroom
+        req.model_path,
+        state.get_host(),
+        req.settings,
+        state.settings.headroom,
+        n_gpu_layers=req.n_gpu_layers,
+        tensor_split=req.tensor_split,
     )
 
 
@@ -138,7 +143,10 @@ def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
     if loaded is None:
         llmfit_models.evict()  # free the old model before the new one needs the memory
         try:
-            loaded = load_planned(path, planned)
+            from ..sources import model_file
+
+            # a remote model (hf://, https://) is downloaded once per machine, xdist-safe
+            loaded = load_planned(model_file(path, state.source_settings()), planned)
         except LlmfitError as error:
             pytest.fail(f"pytest-llmfit: {error}", pytrace=False)
         llmfit_models.put(key, loaded)
@@ -219,12 +227,13 @@ class LlmfitEngine:
         return resolve_model_path(os.fspath(model), self._state.settings.models_dir, self._root)
 
     def estimate(self, model: str | os.PathLike[str], **settings: Any) -> Footprint:
-        from ..engine.estimate import Settings, estimate
+        from ..engine.context import Settings
+        from ..engine.estimate import estimate
 
         return estimate(self._state.cache.header(self.model_path(model)), Settings(**settings))
 
     def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
-        from ..engine.estimate import Settings
+        from ..engine.context import Settings
         from ..engine.plan import plan
 
         return plan(

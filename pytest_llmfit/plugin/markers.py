@@ -12,7 +12,8 @@ MARKERS: dict[str, str] = {
     "requires_gpu": "requires_gpu(count=1, *, vendor=None, name=None, "
     "min_compute_capability=None, on_nofit=None): at least count matching GPUs.",
     "requires_model": "requires_model(path, *, n_ctx=4096, cache_type='f16', "
-    "flash_attn='auto', n_ubatch=512, n_batch=512, n_seq=1, min_tokens_per_second=None, "
+    "flash_attn='auto', n_ubatch=512, n_batch=512, n_seq=1, n_gpu_layers=None, "
+    "tensor_split=None, min_tokens_per_second=None, "
     "on_nofit=None, on_offload=None): the model's memory need, computed from its GGUF "
     "header, fits the host (a header-only stub is enough).",
 }

@@ -35,8 +35,9 @@ class Option:
     ini: str  # ini key
     default: Any
     help: str
-    kind: str = "str"  # "str", "size", "bool", "choice"
+    kind: str = "str"  # "str", "path", "size", "bool", "choice", "seconds"
     choices: tuple[str, ...] = ()
+    env_also: tuple[str, ...] = ()  # further environment variables, read after ``env``
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -47,6 +48,17 @@ OPTIONS: tuple[Option, ...] = (
         "llmfit_hardware",
         None,
         "simulate a host: a spec such as '2x h100, ram=256GB' or a TOML profile file",
+    ),
+    Option(
+        "catalog",
+        "--llmfit-catalog",
+        "LLMFIT_CATALOG",
+        "llmfit_catalog",
+        None,
+        "a TOML file of extra hardware profiles (cards, Apple chips, runners) for "
+        "--llmfit-hardware and --llmfit-expect; an entry with a built-in id replaces it "
+        "(an ini path is relative to the ini file)",
+        kind="path",
     ),
     Option(
         "headroom",
@@ -122,6 +134,27 @@ OPTIONS: tuple[Option, ...] = (
         "skips (default 600)",
         kind="seconds",
     ),
+    Option(
+        "http_timeout",
+        "--llmfit-http-timeout",
+        "LLMFIT_HTTP_TIMEOUT",
+        "llmfit_http_timeout",
+        30.0,
+        "seconds to wait for a server's next byte when reading a remote model's header "
+        "(hf://, https://; default 30)",
+        kind="seconds",
+    ),
+    Option(
+        "offline",
+        "--llmfit-offline",
+        "LLMFIT_OFFLINE",
+        "llmfit_offline",
+        False,
+        "read remote models' headers from the header cache only, never the network "
+        "(also HF_HUB_OFFLINE)",
+        kind="bool",
+        env_also=("HF_HUB_OFFLINE",),
+    ),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -132,6 +165,7 @@ _FALSE = ("0", "false", "no", "off", "")
 @dataclass(frozen=True)
 class SessionSettings:
     hardware: str | None = None
+    catalog: str | None = None  # a user catalog file, extending the built-in hardware catalog
     headroom: int = DEFAULT_HEADROOM
     basis: str = "free"
     on_nofit: str = "skip"
@@ -140,6 +174,8 @@ class SessionSettings:
     strict: bool = False
     expect: str | None = None
     ledger_timeout: float = 600.0
+    http_timeout: float = 30.0
+    offline: bool = False
     # Where each value came from, for messages: {"headroom": "LLMFIT_HEADROOM", ...}
     sources: tuple[tuple[str, str], ...] = ()
 
@@ -149,6 +185,7 @@ class SessionSettings:
     def to_dict(self) -> dict[str, Any]:
         return {
             "hardware": self.hardware,
+            "catalog": self.catalog,
             "headroom": self.headroom,
             "basis": self.basis,
             "on_nofit": self.on_nofit,
@@ -157,6 +194,8 @@ class SessionSettings:
             "strict": self.strict,
             "expect": self.expect,
             "ledger_timeout": self.ledger_timeout,
+            "http_timeout": self.http_timeout,
+            "offline": self.offline,
             "sources": dict(self.sources),
         }
 
@@ -210,6 +249,7 @@ def resolve(
         layers: list[tuple[Any, str]] = [
             (cli.get(option.name), f"command line {option.flag}"),
             (env.get(option.env), f"environment {option.env}"),
+            *((env.get(name), f"environment {name}") for name in option.env_also),
             (ini.get(option.name), f"ini {option.ini}"),
         ]
         for raw, source in layers:

@@ -14,6 +14,8 @@ from ..hardware.types import Host
 from .settings import SessionSettings
 
 if TYPE_CHECKING:  # the engine loads when the first marked test is collected
+    from ..hardware.catalog import Catalog
+    from ..sources import SourceSettings
     from .decide import Decision, ModelCache
 
 
@@ -49,8 +51,26 @@ class LlmfitState:
             entry = self.calibration.get(self.fingerprint()) if self.calibration else None
             if entry and not self.settings.hardware:
                 model = model.with_scale(float(entry["cpu_rate_scale"]), runs=entry["runs"])
-            self._cache = ModelCache(model)
+            self._cache = ModelCache(model, sources=self.source_settings())
         return self._cache
+
+    def source_settings(self) -> SourceSettings:
+        """How remote models (hf://, https://) are reached: the HTTP timeout, offline, and
+        where a URL model is downloaded to load it (--llmfit-models-dir when given)."""
+        from ..sources import SourceSettings
+
+        s = self.settings
+        download = None
+        if s.models_dir:
+            root = str(self.config.rootpath) if self.config is not None else os.getcwd()
+            download = os.path.join(root, os.path.expanduser(s.models_dir))
+        return SourceSettings(
+            timeout=s.http_timeout,
+            offline=s.offline,
+            download_dir=download,
+            timeout_source=s.source_of("http_timeout"),
+            offline_source=s.source_of("offline"),
+        )
 
     def fingerprint(self) -> str:
         from ..engine.speed import host_fingerprint
@@ -92,6 +112,17 @@ decision_key = pytest.StashKey["Decision"]()
 reservation_key = pytest.StashKey[Any]()
 
 
+def load_user_catalog(settings: SessionSettings) -> Catalog | None:
+    """The hardware catalog extended by --llmfit-catalog's file, or None (the built-in one).
+
+    Read again by each caller: a small TOML file, read at most a few times per session."""
+    if not settings.catalog:
+        return None
+    from ..hardware.catalog import load_catalog
+
+    return load_catalog([settings.catalog], source=settings.source_of("catalog"))
+
+
 def load_host(
     settings: SessionSettings, pluginmanager: pytest.PytestPluginManager | None = None
 ) -> Host:
@@ -101,9 +132,13 @@ def load_host(
     plugin, so ``pytest_llmfit_probe`` implementations in conftest.py files and installed
     plugins take part in the same call."""
     if settings.hardware:
-        from ..hardware.profiles import resolve_hardware
+        from ..hardware.specs import resolve_hardware
 
-        return resolve_hardware(settings.hardware, source=settings.source_of("hardware"))
+        return resolve_hardware(
+            settings.hardware,
+            source=settings.source_of("hardware"),
+            catalog=load_user_catalog(settings),
+        )
     from ..hardware.probes import builtin_probes, call_probes, detect_host, merge_results
 
     if pluginmanager is None:

@@ -540,4 +540,58 @@ OTHERS = (
     ),
 )
 
-SHAPES: tuple[ModelShape, ...] = LLAMA + QWEN + GEMMA + OTHERS
+
+# --- Models of published llama-bench tables (tests/data/llama_bench/) -----------------------
+
+_L2_7B = _Layout(32000, 4096, 32, 32, 32, 128, 11008)
+_TINYLLAMA = _Layout(32000, 2048, 22, 32, 4, 64, 5632)
+_Q25_3B = _Layout(151936, 2048, 36, 16, 2, 128, 11008, tied=True, qkv_bias=True)
+
+
+def _llama2_meta(lay: _Layout, n_ctx_train: int) -> dict[str, MetaValue]:
+    return _meta(
+        lay,
+        n_ctx_train,
+        {
+            "rope.freq_base": 10000.0,
+            "attention.layer_norm_rms_epsilon": 1e-5,
+            "rope.dimension_count": lay.head_dim,
+            "vocab_size": lay.n_vocab,
+        },
+    )
+
+
+BENCH = (
+    _shape(
+        "llama-2-7b",
+        "llama",
+        "Meta Llama 2 7B",
+        _L2_7B,
+        _llama2_meta(_L2_7B, 4096),
+        "meta-llama/Llama-2-7b-hf config.json (hidden 4096, 32 layers, 32 heads, no GQA, "
+        "ffn 11008, vocab 32000, max_position 4096, rms_norm_eps 1e-5): llama-bench's "
+        "'llama 7B' (Q4_0 3.56 GiB, 6.74 B parameters)",
+        default_quant="q4_0",
+    ),
+    _shape(
+        "tinyllama-1.1b",
+        "llama",
+        "TinyLlama 1.1B",
+        _TINYLLAMA,
+        _llama2_meta(_TINYLLAMA, 2048),
+        "TinyLlama/TinyLlama-1.1B-intermediate-step-480k-1T config.json (hidden 2048, "
+        "22 layers, 32/4 heads, ffn 5632, vocab 32000, max_position 2048): llama-bench's "
+        "'llama 1B' (Q4_K_M 636.18 MiB, 1.10 B parameters)",
+    ),
+    _shape(
+        "qwen2.5-3b",
+        "qwen2",
+        "Qwen2.5 3B Instruct",
+        _Q25_3B,
+        _qwen_meta(_Q25_3B, 32768),
+        "Qwen/Qwen2.5-3B-Instruct config.json (hidden 2048, 36 layers, 16/2 heads, ffn 11008, "
+        "vocab 151936, tied, q/k/v biases): llama-bench's 'qwen2 3B' (Q4_0 1.70 GiB, 3.09 B)",
+    ),
+)
+
+SHAPES: tuple[ModelShape, ...] = LLAMA + QWEN + GEMMA + OTHERS + BENCH

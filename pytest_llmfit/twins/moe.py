@@ -353,8 +353,12 @@ DEEPSEEK_V2_LITE_LEGACY = ModelShape(
 
 
 def _gpt_oss_20b_tensors() -> list[TensorSpec]:
-    n_embd, n_layer, n_vocab, n_head, n_head_kv, head_dim = 2880, 24, 201088, 64, 8, 64
-    n_ff_exp, n_expert = 2880, 32
+    return _gpt_oss_tensors(n_layer=24, n_expert=32)
+
+
+def _gpt_oss_tensors(*, n_layer: int, n_expert: int) -> list[TensorSpec]:
+    n_embd, n_vocab, n_head, n_head_kv, head_dim = 2880, 201088, 64, 8, 64
+    n_ff_exp = 2880
     out = _embeddings(n_embd, n_vocab)
     for i in range(n_layer):
         out.append(_f32(f"blk.{i}.attn_norm.weight", n_embd))
@@ -413,6 +417,24 @@ GPT_OSS_20B = ModelShape(
     ),
 )
 
+# gpt-oss-120b: gpt-oss-20b's layer with 36 layers of 128 experts (4 used). Kept out of
+# SHAPES (whose tests pin published file sizes); the registry still finds it by id. Used for
+# the published llama-bench rows of tests/data/llama_bench/.
+GPT_OSS_120B = ModelShape(
+    id="gpt-oss-120b",
+    arch="gpt-oss",
+    title="OpenAI gpt-oss-120b",
+    n_vocab=201088,
+    metadata={**GPT_OSS_20B.metadata, "block_count": 36, "expert_count": 128},
+    tensors=lambda: _gpt_oss_tensors(n_layer=36, n_expert=128),
+    default_quant="mxfp4_moe",
+    notes=(
+        "openai/gpt-oss-120b config.json: as gpt-oss-20b (hidden 2880, 64/8 heads, head_dim "
+        "64, sinks, SWA 128 on even layers, vocab 201088) with 36 layers and 128 local "
+        "experts, 4 per token; llama-bench prints ggml-org's gpt-oss-120b-mxfp4 as "
+        "'gpt-oss 120B Q8_0', 60.03 GiB, 116.83 B."
+    ),
+)
 
 SHAPES: tuple[ModelShape, ...] = (
     MIXTRAL_8X7B,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.estimate import Settings
+from ..engine.context import Settings
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class ZooCase:
     arch: str
     quant: str
     settings: Settings
-    measured: dict[str, int]  # weights, kv (KV + recurrent state), compute, output
+    measured: dict[str, int]  # weights (mapped), repack, kv (+ recurrent), compute, output
     label: str
 
     @property
@@ -29,7 +29,7 @@ class ZooCase:
         return sum(self.measured.values())
 
 
-def case_settings(case: dict[str, Any]) -> Settings:
+def case_settings(case: dict[str, Any], *, repack: bool = False) -> Settings:
     s = case["settings"]
     return Settings(
         n_ctx=s["n_ctx"],
@@ -40,9 +40,9 @@ def case_settings(case: dict[str, Any]) -> Settings:
         cache_type_v=s["cache_type"],
         flash_attn="on" if s["flash_attn"] else "off",
         swa_full=s.get("swa_full", True),
-        # The recorder loads twins with use_extra_bufts=False (a repack would read the
-        # whole sparse file); the repack buffer is tested on real tiny models instead.
-        repack=False,
+        # Most records load twins with use_extra_bufts=False (a repack reads the whole
+        # sparse file); the *-repack.json records have it on, as llama-cpp-python does.
+        repack=repack,
     )
 
 
@@ -50,7 +50,8 @@ def _measured(record: dict[str, Any], case: dict[str, Any]) -> dict[str, int]:
     buffers = case["buffers"]
     model = record["load"]["buffers"] if "load" in record else buffers["model"]
     return {
-        "weights": sum(model.values()),
+        "weights": sum(v for k, v in model.items() if k != "CPU_REPACK"),
+        "repack": model.get("CPU_REPACK", 0),
         "kv": sum(buffers.get("kv", {}).values()) + sum(buffers.get("rs", {}).values()),
         "compute": sum(buffers.get("compute", {}).values()),
         "output": sum(buffers.get("output", {}).values()),
@@ -61,19 +62,21 @@ def iter_cases(directory: str | pathlib.Path) -> Iterator[ZooCase]:
     """Every case llama.cpp accepted, in file order."""
     for path in sorted(pathlib.Path(directory).glob("*.json")):
         record = json.loads(path.read_text())
+        repack = bool(record["model_params"]["set"].get("use_extra_bufts", False))
         for case in record["cases"]:
             if case["status"] != "ok":
                 continue
             s = case["settings"]
             label = (
-                f"{record['model']}-ctx{s['n_ctx']}-{s['cache_type']}-fa{int(s['flash_attn'])}"
+                f"{record['model']}" + (f"-{record['quant']}-repack" if repack else "")
+                + f"-ctx{s['n_ctx']}-{s['cache_type']}-fa{int(s['flash_attn'])}"
                 f"-ub{s['n_ubatch']}" + ("" if s.get("swa_full", True) else "-swa")
             )
             yield ZooCase(
                 model=record["model"],
                 arch=record["arch"],
                 quant=record["quant"],
-                settings=case_settings(case),
+                settings=case_settings(case, repack=repack),
                 measured=_measured(record, case),
                 label=label,
             )
