@@ -2,8 +2,8 @@
 
 The engine is plain Python and usable without pytest::
 
-    from pytest_llmfit import read_gguf, plan, Settings, host_from_spec
-    model = read_gguf("llama-405b-q3_k_m.gguf")
+    from pytest_llmfit import read_gguf, read_model, plan, Settings, host_from_spec
+    model = read_gguf("llama-405b-q3_k_m.gguf")   # or read_model("hf://ORG/REPO/FILE.gguf")
     p = plan(model, host_from_spec("rtx-4090, ram=64GB"), Settings(n_ctx=8192))
     print(p.mode, p.n_gpu_layers, p.tokens_per_second)
 
@@ -24,10 +24,18 @@ if TYPE_CHECKING:
     from .engine.estimate import Footprint, estimate
     from .engine.gguf import GGUFFile, read_gguf
     from .engine.plan import Plan, plan
-    from .errors import ConfigError, GGUFError, LlmfitError, ProbeError, ProfileError
+    from .errors import (
+        ConfigError,
+        GGUFError,
+        LlmfitError,
+        ProbeError,
+        ProfileError,
+        SourceError,
+    )
     from .hardware.probes import detect_host
     from .hardware.specs import host_from_spec, resolve_hardware
     from .hardware.types import Cpu, Gpu, Host, Ram
+    from .sources import SourceSettings, read_model
     from .units import format_size, parse_size
 
     requires_vram: MarkDecorator
@@ -43,6 +51,9 @@ _WHERE = {
     "LlmfitError": "errors",
     "ProbeError": "errors",
     "ProfileError": "errors",
+    "SourceError": "errors",
+    "SourceSettings": "sources",
+    "read_model": "sources",
     "Footprint": "engine.estimate",
     "Settings": "engine.context",
     "estimate": "engine.estimate",
@@ -76,6 +87,8 @@ __all__ = [
     "ProfileError",
     "Ram",
     "Settings",
+    "SourceError",
+    "SourceSettings",
     "__version__",
     "detect_host",
     "estimate",
@@ -84,6 +97,7 @@ __all__ = [
     "parse_size",
     "plan",
     "read_gguf",
+    "read_model",
     "requires_gpu",
     "requires_model",
     "requires_ram",

@@ -2,6 +2,7 @@
 
 probe     what this machine has
 plan      will MODEL fit this (or a simulated) host, where, and how fast
+advise    what would make MODEL fit (or run faster): the ranked ways out
 inspect   what a GGUF file holds and what it costs per component
 stub      write a header-only copy of a model for CI machines without the weights
 twin      write a shape twin of a published model (true tensor table, no weights)
@@ -26,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import cli_advise as ways
 from .engine.context import FLASH_ATTN_MODES, Settings
 from .engine.estimate import Footprint, estimate
 from .engine.ggml import KV_CACHE_TYPES
@@ -126,6 +128,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="share of the offloaded layers per GPU, as llama.cpp's --tensor-split",
     )
     p.add_argument(
+        "--n-cpu-moe",
+        "-ncmoe",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="keep the routed experts of the first N blocks in RAM (llama.cpp's --n-cpu-moe)",
+    )
+    p.add_argument(
         "--offload-rule",
         default="current",
         choices=OFFLOAD_RULES,
@@ -133,6 +143,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "llama.cpp in llama-cpp-python) or 'legacy' (blocks first, builds up to mid-2025)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    ways.add_quant_option(p)
+    ways.add_advice_options(p)
+
+    a = sub.add_parser("advise", help="what would make MODEL fit: the ranked ways out")
+    a.add_argument("model", help=_MODEL_HELP)
+    _add_settings(a)
+    _add_source_options(a)
+    a.add_argument("--hardware", metavar="SPEC|FILE", help="simulate a host (as for plan)")
+    _add_catalog(a)
+    a.add_argument("--headroom", default=None, metavar="SIZE", help="kept free per device")
+    ways.add_quant_option(a)
+    ways.add_advice_options(a)
+    a.add_argument("--kinds", default=None, metavar="K,K", help=f"only these ({ways.KIND_HELP})")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
 
     i = sub.add_parser("inspect", help="what MODEL holds and costs")
     i.add_argument("model", help=_MODEL_HELP)
@@ -320,24 +344,28 @@ def _run(args: argparse.Namespace) -> int:
         host = _probe(args.measure_ram)
         _emit(args.json, host.to_dict(), lambda: _describe_host(host))
         return 0
+    if command == "advise":
+        return _advise(args)
     if command == "plan":
-        model = _read_model(args)
+        model = ways.requantized(_read_model(args), args.quant)
         settings = _settings(args)
-        headroom = (
-            parse_size(args.headroom, source="--headroom")
-            if args.headroom is not None
-            else DEFAULT_HEADROOM
-        )
+        headroom = _headroom(args)
+        catalog = _catalog(args)
+        host = _host(args.hardware, catalog)
         result = plan(
             model,
-            _host(args.hardware, _catalog(args)),
+            host,
             settings,
             headroom=headroom,
             n_gpu_layers=args.n_gpu_layers,
             tensor_split=args.tensor_split,
             offload_rule=args.offload_rule,
+            n_cpu_moe=args.n_cpu_moe,
         )
-        data = {"model": _model_summary(model), **result.to_dict()}
+        result, alternatives = ways.plan_with_advice(
+            model, host, settings, result, headroom=headroom, gpu_ids=args.gpu, catalog=catalog
+        )
+        data = {"model": _model_summary(model), **result.to_dict(), "alternatives": alternatives}
         _emit(args.json, data, lambda: _describe_plan(model, result))
         return 0 if result.fits else 1  # a script can branch on it; 2 is bad input
     if command == "inspect":
@@ -371,6 +399,23 @@ def _run(args: argparse.Namespace) -> int:
             print(render_catalog(catalog))
         return 0
     raise AssertionError(command)
+
+
+def _headroom(args: argparse.Namespace) -> int:
+    if args.headroom is None:
+        return DEFAULT_HEADROOM
+    return parse_size(args.headroom, source="--headroom")
+
+
+def _advise(args: argparse.Namespace) -> int:
+    model = ways.requantized(_read_model(args), args.quant)
+    catalog = _catalog(args)
+    host = _host(args.hardware, catalog)
+    data, text, code = ways.run_advise(
+        args, model, host, _settings(args), _headroom(args), catalog, _model_summary(model)
+    )
+    _emit(args.json, data, lambda: text)
+    return code
 
 
 def _probe(measure_ram: bool) -> Host:
@@ -515,6 +560,7 @@ def _describe_plan(model: GGUFFile, p: Plan) -> str:
         + (" (given)" if p.given else "")
         + (f", tensor_split {','.join(str(x) for x in p.tensor_split)}" if p.tensor_split else "")
         + (", legacy offload order (blocks first)" if p.offload_rule == "legacy" else "")
+        + (f", experts of {p.n_cpu_moe} blocks in RAM" if p.n_cpu_moe else "")
     )
     for dev in p.devices:
         lines.append(f"  GPU {dev.index} {dev.name}: {_device_line(dev)} free")
@@ -524,6 +570,15 @@ def _describe_plan(model: GGUFFile, p: Plan) -> str:
     if p.tokens_per_second is not None:
         rate = format_rate(p.tokens_per_second)
         lines.append(f"speed   about {rate} tokens/s (decode, predicted)")
+        if p.speed is not None and p.speed.explain():
+            lines.append(f"        per token: {p.speed.explain()}")
+    if p.prompt_tokens_per_second is not None and p.speed is not None:
+        ttft = p.speed.time_to_first_token()
+        first = f"; first token after {ttft:.2f} s" if ttft is not None else ""
+        lines.append(
+            f"prompt  about {format_rate(p.prompt_tokens_per_second)} tokens/s over "
+            f"{p.speed.prompt_tokens} tokens (predicted){first}"
+        )
     lines.extend(f"why     {reason}" for reason in p.reasons)
     lines.extend(f"helps   {tip}" for tip in p.suggestions)
     lines.extend(f"note    {note}" for note in fp.notes)

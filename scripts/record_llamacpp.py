@@ -72,7 +72,6 @@ MiB = 2**20
 LLAMA_CPP_PYTHON_N_BATCH = 512
 
 CACHE_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2, "f32": 0, "bf16": 30}
-CACHE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "f32": 4.0, "bf16": 2.0}
 
 
 # --- settings matrix ---------------------------------------------------------------------------
@@ -114,10 +113,16 @@ def settings_matrix(shape: ModelShape, quick: bool) -> list[dict[str, Any]]:
     return out
 
 
+# Architectures that slide a window without a sliding_window key in the file (llama4: a
+# forced 8192 chunk; gemma2: a 4096 default). Any file with a window key gets the small-SWA
+# cases too (phi3 and starcoder2 write one llama.cpp ignores: the cases check that).
+_SWA_WITHOUT_KEY = ("gemma2", "llama4", "exaone4", "exaone-moe")
+
+
 def has_swa(shape: ModelShape) -> bool:
-    # phi3 and starcoder2 write a window that llama.cpp ignores
-    return shape.arch in ("gemma2", "gemma3", "cohere2", "gemma3n", "gpt-oss", "gemma4") or (
-        "attention.sliding_window_pattern" in shape.metadata
+    md = shape.metadata
+    return shape.arch in _SWA_WITHOUT_KEY or any(
+        key in md for key in ("attention.sliding_window", "attention.sliding_window_pattern")
     )
 
 
@@ -125,19 +130,33 @@ def _first(v: Any) -> int:
     return int(v[0]) if isinstance(v, (list, tuple)) else int(v)
 
 
+_HEADERS: dict[str, Any] = {}
+
+
 def rough_kv_bytes(shape: ModelShape, s: dict[str, Any]) -> float:
-    md = shape.metadata
-    n_layer = int(md.get("block_count", 0))  # type: ignore[arg-type]
-    n_head = _first(md.get("attention.head_count", 1))
-    n_kv = _first(md.get("attention.head_count_kv", n_head)) or n_head
-    emb = int(md.get("embedding_length", 0))  # type: ignore[arg-type]
-    k_len = int(md.get("attention.key_length", emb // max(n_head, 1)))  # type: ignore[arg-type]
-    v_len = int(md.get("attention.value_length", k_len))  # type: ignore[arg-type]
-    if "attention.kv_lora_rank" in md:  # MLA caches the latent
-        k_len = int(md["attention.kv_lora_rank"]) + int(md.get("rope.dimension_count", 64))  # type: ignore[arg-type,call-overload]
-        v_len, n_kv = 0, 1
-    cells = -(-s["n_ctx"] // 256) * 256
-    return n_layer * cells * n_kv * (k_len + v_len) * CACHE_BYTES[s["cache_type"]]
+    """The KV cache and recurrent state llama.cpp will memset, from the estimator's own
+    architecture rules on a header-only twin (only used to skip what this machine cannot
+    hold, never as a result)."""
+    import tempfile
+
+    from pytest_llmfit.engine.context import Settings
+    from pytest_llmfit.engine.estimate import estimate
+    from pytest_llmfit.engine.gguf import read_gguf
+
+    if shape.id not in _HEADERS:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = pathlib.Path(tmp) / "header.gguf"
+            write_twin(shape, path, header_only=True)
+            _HEADERS[shape.id] = read_gguf(path)
+    settings = Settings(
+        n_ctx=s["n_ctx"],
+        cache_type_k=s["cache_type"],
+        cache_type_v=s["cache_type"],
+        flash_attn="on",
+        swa_full=s.get("swa_full", True),
+    )
+    fp = estimate(_HEADERS[shape.id], settings)
+    return float(fp.kv_cache_bytes + fp.recurrent_bytes)
 
 
 def rough_scores_bytes(shape: ModelShape, s: dict[str, Any]) -> float:

@@ -83,7 +83,8 @@ class Logged:
     status: int
     sent: int  # body bytes written
     auth: bool  # an Authorization header came with it
-    at: float
+    at: float  # time.monotonic() when the answer was done
+    arrived: float  # ... when the request came in
 
 
 class ModelServer:
@@ -95,6 +96,8 @@ class ModelServer:
         self.log: list[Logged] = []
         self.delay = 0.0  # seconds before every answer (to see parallel fetches)
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0  # answers being written
         self._stopping = threading.Event()
         server = self
 
@@ -185,7 +188,10 @@ class ModelServer:
     # -- what happened -------------------------------------------------------------------------
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[Logged]:
+        """The log, once every answer in progress is written (at most 2 s of waiting): a
+        client may finish reading before the server's thread logs what it sent."""
         with self._lock:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=2.0)
             return [
                 r
                 for r in self.log
@@ -195,8 +201,14 @@ class ModelServer:
     def sent(self, path: str | None = None) -> int:
         return sum(r.sent for r in self.requests(path=path))
 
+    def concurrent(self, requests: list[Logged]) -> bool:
+        """Whether all ``requests`` were in progress at once: each came in before any of
+        them was answered (with ``delay`` set, answers take at least that long)."""
+        return max(r.arrived for r in requests) < min(r.at for r in requests)
+
     def reset(self) -> None:
         with self._lock:
+            self._idle.wait_for(lambda: self._busy == 0, timeout=2.0)
             self.log.clear()
 
     # -- serving -------------------------------------------------------------------------------
@@ -212,6 +224,7 @@ class ModelServer:
                     sent,
                     bool(h.headers.get("Authorization")),
                     time.monotonic(),
+                    getattr(h, "arrived", 0.0),
                 )
             )
 
@@ -231,6 +244,17 @@ class ModelServer:
         self._record(h, status, sent)
 
     def _handle(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:
+        h.arrived = time.monotonic()  # type: ignore[attr-defined]
+        with self._lock:
+            self._busy += 1
+        try:
+            self._answer(h, head=head)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _answer(self, h: BaseHTTPRequestHandler, *, head: bool) -> None:
         if self.delay:
             time.sleep(self.delay)
         path = h.path.split("?")[0]

@@ -84,3 +84,12 @@ def twin_405b(tmp_path_factory: pytest.TempPathFactory) -> Path:
             quant="q3_k_m",
         )
     )
+
+
+@pytest.fixture(scope="session")
+def split_405b(twin_405b: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The 405B twin as llama-gguf-split would cut it: five sparse shards of 38-41 GB."""
+    from split_twin import split_gguf
+
+    folder = tmp_path_factory.mktemp("split405b")
+    return split_gguf(twin_405b, folder, 5, stem="Meta-Llama-3.1-405B-Instruct-Q3_K_M")

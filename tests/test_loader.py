@@ -323,14 +323,14 @@ def test_bad_input(tmp_path: pathlib.Path, cache: pathlib.Path) -> None:
 def test_compare_flags(cache: pathlib.Path) -> None:
     fp = estimate(read_gguf(tiny(cache, n_layer=1)), Settings(n_ctx=256))
     exact = Allocations(
-        model={"CPU_Mapped": fp.weights_bytes},
+        model={"CPU_Mapped": fp.mapped_bytes},
         kv={"CPU": fp.kv_cache_bytes},
         compute={"CPU": fp.compute_bytes},
         output={"CPU": fp.output_bytes},
     )
     assert not any(m.flagged for m in compare(fp, exact))
     off = Allocations(
-        model={"CPU_Mapped": fp.weights_bytes},
+        model={"CPU_Mapped": fp.mapped_bytes},
         kv={"CPU": fp.kv_cache_bytes},
         compute={"CPU": fp.compute_bytes * 2},
         output={"CPU": fp.output_bytes},

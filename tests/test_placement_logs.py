@@ -93,6 +93,7 @@ def test_plan_matches_the_logged_model_buffers(
         n_gpu_layers=case.get("n_gpu_layers", 0),
         tensor_split=case.get("tensor_split"),
         offload_rule=case.get("offload_rule", "current"),
+        n_cpu_moe=case.get("n_cpu_moe", 0),
     )
     tolerance = case.get("tolerance")
     for name, device in case["devices"].items():
@@ -112,3 +113,7 @@ def test_plan_matches_the_logged_model_buffers(
             f"{case['log']}: {name} model buffer {ours / MiB:.2f} MiB planned, "
             f"{theirs / MiB:.2f} MiB logged"
         )
+    if "gpu_sum" in case:
+        theirs = sum(logged[name] for name in case["gpu_sum"])
+        ours = sum(d.model_buffer_bytes for d in result.devices)
+        assert abs(ours - theirs) <= PRINT_PRECISION * len(case["gpu_sum"]), (ours, theirs)

@@ -156,6 +156,8 @@ def test_record_round_trips_through_its_dict() -> None:
         "duration_s",
         "predicted_tokens_per_second",
         "measured_tokens_per_second",
+        "predicted_prompt_tokens_per_second",
+        "measured_prompt_tokens_per_second",
         "worker",
     ]
     assert json.loads(json.dumps(data)) == data
@@ -426,17 +428,17 @@ def test_render_markdown_exact() -> None:
         " \\| simulated  ",
         "**Generated:** 2025-01-02T03:04:05Z by pytest-llmfit 0.1.0",
         "",
-        "| test | requirement | decision | plan | predicted tok/s | measured tok/s | outcome"
-        " | reason |",
-        "|---|---|---|---|---:|---:|---|---|",
+        "| test | requirement | decision | plan | predicted tok/s | measured tok/s"
+        " | prompt predicted tok/s | prompt measured tok/s | outcome | reason |",
+        "|---|---|---|---|---:|---:|---:|---:|---|---|",
         "| `tests/test_big.py::test_405b[q3_k_m]` | requires_model llama-3.1-405b-q3_k_m.gguf"
-        " @8192 | skip | none 14/127 | 0.42 | - | skipped | needs 197.3 GB, have 25.8 GB VRAM"
-        " + 64.0 GB RAM: short by 107.5 GB |",
+        " @8192 | skip | none 14/127 | 0.42 | - | - | - | skipped | needs 197.3 GB, have"
+        " 25.8 GB VRAM + 64.0 GB RAM: short by 107.5 GB |",
         "| `tests/test_chat.py::test_8b_chat` | requires_model llama-3.1-8b-q4_k_m.gguf @8192"
-        " | run | gpu 33/33 | 112.4 | 98.1 | passed | needs 6.1 GB on GPU, 25.2 GB free:"
-        " all 33 layers on NVIDIA GeForce RTX 4090 |",
+        " | run | gpu 33/33 | 112.4 | 98.1 | - | - | passed | needs 6.1 GB on GPU, 25.2 GB"
+        " free: all 33 layers on NVIDIA GeForce RTX 4090 |",
         "| `tests/test_vram.py::test_needs_80gb` | requires_vram 80GB | xfail | - | - | - |"
-        " xfailed | VRAM 25.8 GB &lt; 80.0 GB \\| try a100 |",
+        " - | - | xfailed | VRAM 25.8 GB &lt; 80.0 GB \\| try a100 |",
         "",
         "3 tests: 1 run, 1 skip, 1 xfail \\| 1 passed, 1 skipped, 1 xfailed",
     ]
@@ -453,7 +455,7 @@ def test_markdown_escapes_pipes_newlines_and_html() -> None:
     row = next(line for line in text.splitlines() if "test_x" in line)
     assert row.startswith("| `tests/test_p.py::test_x[a\\|b]` | requires_model &lt;m>.gguf | ")
     assert row.endswith(" | line one line \\| two |")
-    assert row.count(" | ") == 7  # eight cells, none split by the pipes inside
+    assert row.count(" | ") == 9  # ten cells, none split by the pipes inside
 
 
 def test_markdown_links_the_ci_run_and_handles_no_tests() -> None:

@@ -297,8 +297,12 @@ _RECORDS = sorted(DATA.glob("*.json"))
 def test_recorded_json_is_well_formed(path: pathlib.Path) -> None:
     rec = json.loads(path.read_text())
     assert rec["schema"] == 1
-    assert rec["model"] == path.stem
+    repack = rec["model_params"]["set"]["use_extra_bufts"]
+    # <model>.json with the CPU repack off; <model>-<quant>-repack.json with it on.
+    assert path.stem == (f"{rec['model']}-{rec['quant']}-repack" if repack else rec["model"])
     assert rec["model"] in MODELS
+    if repack:
+        assert "CPU_REPACK" in rec["load"]["buffers"] or rec["quant"] == "f16"
     assert isinstance(rec["file_size"], int) and rec["file_size"] > 0
     assert rec["quant"] in QUANTS
     assert rec["cases"]

@@ -26,6 +26,9 @@ class LayerFootprint:
     idle_expert_bytes: int = 0  # MoE expert weights a decoded token does not read
     repack_bytes: int = 0  # weights the CPU backend copies into repacked layouts
     cuda_bytes: int = 0  # the same weights in a CUDA/HIP buffer (row padding, alignment)
+    # The routed experts (blk.N.ffn_*_exps): what --n-cpu-moe / -ot exps=CPU keep in RAM.
+    expert_bytes: int = 0
+    expert_cuda_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
@@ -188,10 +191,20 @@ def repackable(info: TensorInfo, *, as_matmul: bool = False) -> bool:
 _INPUT_PREFIXES = ("token_embd", "token_types", "position_embd", "per_layer_token_embd")
 
 
-def _placement_group(info: TensorInfo, n_layer_all: int) -> int:
+def _placement_group(
+    info: TensorInfo, n_layer_all: int, params: ModelParams | None = None
+) -> int:
     """The layer whose buffer llama.cpp puts this tensor in: a block index, n_layer_all for
-    the output layer, INPUT_GROUP or OTHER_GROUP."""
+    the output layer, INPUT_GROUP or OTHER_GROUP. llama.cpp decides by the tensor's class
+    in LLM_TENSOR_INFOS and the layer it is created with, not by its name: the
+    architecture rules name the exceptions (BERT's token_embd_norm with layer 0, LFM2's
+    output norm called token_embd_norm, Gemma 3n's altup projections in the output layer)."""
     name = info.name
+    if params is not None:
+        if name.startswith(params.layer0_tensors) and params.layer0_tensors:
+            return 0
+        if name.startswith(params.output_tensors) and params.output_tensors:
+            return n_layer_all
     if name.startswith("blk."):
         head = name[4:].split(".", 1)[0]
         if head.isdigit() and int(head) < n_layer_all:
@@ -251,15 +264,19 @@ def estimate(
     )
     per_layer_repack = [0] * n_all
     per_layer_cuda = [0] * n_all
+    per_layer_experts = [0] * n_all
+    per_layer_experts_cuda = [0] * n_all
     output_layer_cuda = 0
     token_embd = output_layer = other = 0
     tied_output = tied_output_repack = 0
-    tied = model.tensor("output.weight") is None
+    tied = model.tensor("output.weight") is None and params.output_matrix
     repacked: set[str] = set()
     other_repack = 0
     spans: dict[tuple[int, int], tuple[int, int]] = {}
     for info in model.tensors:
-        group = _placement_group(info, n_all)
+        if info.name in params.skipped_tensors:
+            continue  # NextN/MTP tensors llama.cpp does not load (TENSOR_SKIP)
+        group = _placement_group(info, n_all, params)
         moves = settings.repack and repackable(info)
         if moves:
             repacked.add(info.name)
@@ -273,6 +290,8 @@ def estimate(
             per_layer_repack[group] += info.nbytes if moves else 0
             if "_exps." in info.name:
                 per_layer_idle[group] += int(info.nbytes * idle_share)
+                per_layer_experts[group] += info.nbytes
+                per_layer_experts_cuda[group] += cuda_alloc_bytes(info)
             continue
         if moves:
             other_repack += info.nbytes
@@ -304,6 +323,8 @@ def estimate(
             per_layer_idle[il],
             per_layer_repack[il],
             per_layer_cuda[il],
+            per_layer_experts[il],
+            per_layer_experts_cuda[il],
         )
         for il in range(n_all)
     )
@@ -323,7 +344,13 @@ def estimate(
         tied_output_repack_bytes=tied_output_repack,
         output_layer_cuda_bytes=output_layer_cuda,
         other_bytes=other,
-        mapped_bytes=_mapped_bytes([t for t in model.tensors if t.name not in repacked]),
+        mapped_bytes=_mapped_bytes(
+            [
+                t
+                for t in model.tensors
+                if t.name not in repacked and t.name not in params.skipped_tensors
+            ]
+        ),
         repack_bytes=sum(per_layer_repack) + other_repack + tied_output_repack,
         kv_cache_bytes=sum(kv_per_layer),
         recurrent_bytes=sum(rs_per_layer),
@@ -351,23 +378,22 @@ def _cpu_seconds_per_byte(model: GGUFFile) -> float:
 
 
 def _kv_bytes_per_layer(params: ModelParams, settings: Settings, ctx: ContextShape) -> list[int]:
-    """K and V bytes per layer (llama_kv_cache's constructor; [TAG_V_CACHE_VARIABLE])."""
+    """K and V bytes per layer (llama_kv_cache's constructor, llama-kv-cache.cpp:165-234;
+    [TAG_V_CACHE_VARIABLE]): the layers the architecture rules give a cache of their own,
+    V rows as wide as the widest layer's when V is transposed, no V under MLA, plus the
+    DSA indexer's K-only cache (llama_kv_cache_dsa)."""
     type_k, type_v = settings.type_k, settings.type_v
-    v_trans = not ctx.flash_attn
-    attn_layers = [layer for layer in params.layers[: params.n_layer] if not layer.recurrent]
-    v_max = max((layer.n_embd_v_gqa for layer in attn_layers), default=0)
+    v_max = params.n_embd_v_gqa_max if not ctx.flash_attn else 0
     sizes: list[int] = []
-    for il, layer in enumerate(params.layers):
-        if il >= params.n_layer or layer.recurrent or layer.n_head_kv == 0:
+    for layer in params.layers:
+        if not layer.kv:
             sizes.append(0)
             continue
         cells = (ctx.kv_size_swa if layer.swa else ctx.kv_size) * ctx.n_stream
         k = type_k.row_bytes(layer.n_embd_k_gqa) * cells
-        v = 0
-        if not params.mla:
-            width = v_max if v_trans else layer.n_embd_v_gqa
-            v = type_v.row_bytes(width) * cells
-        sizes.append(k + v)
+        v = 0 if params.mla else type_v.row_bytes(v_max or layer.n_embd_v_gqa) * cells
+        indexer = type_k.row_bytes(layer.indexer_k) * cells if layer.indexer_k else 0
+        sizes.append(k + v + indexer)
     return sizes
 
 
@@ -375,7 +401,4 @@ def _recurrent_bytes_per_layer(params: ModelParams, ctx: ContextShape) -> list[i
     """r and s state per recurrent layer, f32, one row per sequence (llama_memory_recurrent)."""
     rows = max(1, ctx.n_seq)
     per_layer = (params.recurrent_r + params.recurrent_s) * 4 * rows
-    return [
-        per_layer if layer.recurrent and il < params.n_layer else 0
-        for il, layer in enumerate(params.layers)
-    ]
+    return [per_layer if layer.recurrent else 0 for layer in params.layers]

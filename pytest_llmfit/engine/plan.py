@@ -7,8 +7,8 @@ stay in host memory. Builds until at least mid-2025 offloaded blocks first and t
 layer only when every block was on a GPU (``offload_rule="legacy"``), which is what older
 public logs show. Several GPUs share the offloaded layers in proportion to their free
 memory (llama.cpp's default) or to a given ``tensor_split``.
-Decode speed is memory-bound: every token reads each device's weights (MoE: only the used
-experts) and KV cache once, so tokens/s = 1 / sum(bytes_d / bandwidth_d).
+Speed (decode and prompt tokens/s, time to first token) comes from :mod:`.speed`: the
+layers run one after another, so the devices' times per token add up.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..units import format_rate, format_size
 from .context import Settings
 from .estimate import INPUT_GROUP, OTHER_GROUP, Footprint, estimate
 from .gguf import GGUFFile
-from .speed import SpeedModel, cpu_seconds, gpu_seconds
+from .speed import DeviceWork, LayerWork, Speed, SpeedModel, model_work, predict
 
 DEFAULT_HEADROOM = 2**30  # 1 GiB kept free on every device for the driver and fragmentation
 
@@ -90,10 +90,20 @@ class Plan:
     suggestions: tuple[str, ...] = field(default=())
     offload_rule: OffloadRule = "current"
     given: bool = False  # n_gpu_layers (and tensor_split) came from the user, not the search
+    n_cpu_moe: int = 0  # blocks whose routed experts stay in host RAM
+    # Prompt processing over a 512-token prompt (speed.DEFAULT_PROMPT_TOKENS), and the
+    # prediction both speeds come from (speed.Speed: the parts, other prompt lengths).
+    prompt_tokens_per_second: float | None = None
+    speed: Speed | None = field(default=None, repr=False, compare=False)
 
     @property
     def host_bytes(self) -> int:
         return self.host.need_bytes
+
+    def time_to_first_token(self, prompt_tokens: int | None = None) -> float | None:
+        """Predicted seconds from a prompt of ``prompt_tokens`` (512 by default) to the first
+        generated token."""
+        return self.speed.time_to_first_token(prompt_tokens) if self.speed else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,8 +119,10 @@ class Plan:
                 "host_free_bytes": self.host.free_bytes,
                 "shortfall_bytes": self.shortfall_bytes,
                 "tokens_per_second": self.tokens_per_second,
+                "prompt_tokens_per_second": self.prompt_tokens_per_second,
                 "offload_rule": self.offload_rule,
                 "given": self.given,
+                "n_cpu_moe": self.n_cpu_moe,
             },
             "fits": self.fits,
             "notes": list(self.footprint.notes),
@@ -126,37 +138,37 @@ def plan(
     *,
     headroom: int = DEFAULT_HEADROOM,
     footprint: Footprint | None = None,
-    with_suggestions: bool = True,
+    with_suggestions: bool = False,
     speed_model: SpeedModel | None = None,
     n_gpu_layers: int | None = None,
     tensor_split: Sequence[float] | None = None,
     offload_rule: OffloadRule = "current",
+    n_cpu_moe: int = 0,
 ) -> Plan:
     """Place ``model`` on ``host`` the way llama.cpp would and say whether it fits.
 
     By default the plan searches for the most layers that fit. With ``n_gpu_layers`` (and
     optionally ``tensor_split``) it plans exactly that configuration, as llama.cpp would load
     it, and says whether it fits: what a log of that configuration can be compared with.
+    ``n_cpu_moe`` keeps the routed experts of the first N blocks in host RAM, as llama.cpp's
+    ``--n-cpu-moe N`` does (``-ot exps=CPU`` is every block): attention, shared weights and
+    the KV cache stay on the GPU, and a token reads only its active experts from RAM.
+    ``suggestions`` stay empty (``with_suggestions`` is accepted for older callers): the ways
+    out are the advisor's, ``engine.advise.with_suggestions()`` fills them.
     """
     fp = footprint or estimate(model, settings)
-    gpus = [g for g in host.gpus if not g.unified]
-    unified = [g for g in host.gpus if g.unified]
-    if unified and not gpus:
-        # Apple Silicon: the GPU works in the same RAM; treat its usable share as one device.
-        gpus = unified[:1]
     total_layers = fp.n_layer + 1
     if offload_rule not in OFFLOAD_RULES:
         raise ConfigError(offload_rule, "an offload rule (current, legacy)", source="offload_rule")
+    if isinstance(n_cpu_moe, bool) or not isinstance(n_cpu_moe, int) or n_cpu_moe < 0:
+        raise ConfigError(n_cpu_moe, "a number of blocks >= 0", source="n_cpu_moe")
+    gpus, budgets, host_budget = _devices(host, headroom)
     split_weights = _split_weights(gpus, tensor_split)
-    budgets = [max(g.memory_free - headroom, 0) for g in gpus]
-    host_free = host.ram.available
-    host_budget = max(host_free - headroom, 0)
-    if unified and gpus == unified[:1]:
-        # Unified memory: what the GPU holds comes out of the same RAM.
-        host_budget = max(host_budget - gpus[0].memory_total, 0)
 
     def place(n_gpu: int) -> tuple[list[DevicePlan], DevicePlan]:
-        return _place(fp, gpus, budgets, n_gpu, host, host_budget, split_weights, offload_rule)
+        return _place(
+            fp, gpus, budgets, n_gpu, host, host_budget, split_weights, offload_rule, n_cpu_moe
+        )
 
     if n_gpu_layers is not None:
         n_gpu = _given_layers(n_gpu_layers, total_layers) if gpus else 0
@@ -196,7 +208,10 @@ def plan(
     split: tuple[float, ...] = ()
     if n_gpu and len(gpus) > 1:
         split = _tensor_split(split_weights)
-    speed = _tokens_per_second(fp, devices, host_plan, gpus, host, speed_model or SpeedModel())
+    speed = _speed(
+        model, fp, gpus, host, speed_model or SpeedModel(), n_gpu, split_weights,
+        offload_rule, n_cpu_moe,
+    )  # fmt: skip
     result = Plan(
         mode=mode,
         fits=fits,
@@ -206,17 +221,53 @@ def plan(
         devices=tuple(devices),
         host=host_plan,
         shortfall_bytes=shortfall,
-        tokens_per_second=speed,
+        tokens_per_second=speed.decode_tokens_per_second,
         footprint=fp,
         host_description=host.describe(),
         offload_rule=offload_rule,
         given=n_gpu_layers is not None,
+        n_cpu_moe=min(n_cpu_moe, fp.n_layer),
+        prompt_tokens_per_second=speed.prompt_tokens_per_second,
+        speed=speed,
     )
-    reasons = _reasons(result, host, headroom)
-    suggestions: tuple[str, ...] = ()
-    if with_suggestions and not (fits and mode == "gpu") and n_gpu_layers is None:
-        suggestions = _suggestions(model, host, fp, result, headroom)
-    return replace(result, reasons=reasons, suggestions=suggestions)
+    return replace(result, reasons=_reasons(result, host, headroom))
+
+
+def _devices(host: Host, headroom: int) -> tuple[list[Gpu], list[int], int]:
+    """The GPUs layers can go to, what each may use, and what host RAM may use."""
+    gpus = [g for g in host.gpus if not g.unified]
+    unified = [g for g in host.gpus if g.unified]
+    if unified and not gpus:
+        # Apple Silicon: the GPU works in the same RAM; treat its usable share as one device.
+        gpus = unified[:1]
+    budgets = [max(g.memory_free - headroom, 0) for g in gpus]
+    host_budget = max(host.ram.available - headroom, 0)
+    if unified and gpus == unified[:1]:
+        # Unified memory: what the GPU holds comes out of the same RAM.
+        host_budget = max(host_budget - gpus[0].memory_total, 0)
+    return gpus, budgets, host_budget
+
+
+def placement_fits(
+    fp: Footprint,
+    host: Host,
+    n_gpu_layers: int,
+    *,
+    headroom: int = DEFAULT_HEADROOM,
+    n_cpu_moe: int = 0,
+    offload_rule: OffloadRule = "current",
+) -> tuple[bool, bool]:
+    """Whether the GPUs, and whether host RAM, hold ``n_gpu_layers`` layers placed as
+    :func:`plan` places them (the default split): one placement, no speed, no reasons. What
+    a faster search of the same answer probes (``engine.advise.search``)."""
+    gpus, budgets, host_budget = _devices(host, headroom)
+    n_gpu = _given_layers(n_gpu_layers, fp.n_layer + 1) if gpus else 0
+    devices, host_plan = _place(
+        fp, gpus, budgets, n_gpu, host, host_budget, _split_weights(gpus, None), offload_rule,
+        n_cpu_moe,
+    )  # fmt: skip
+    gpu_ok = all(d.need_bytes <= d.budget_bytes for d in devices)
+    return gpu_ok, host_plan.need_bytes <= host_budget
 
 
 def _given_layers(n_gpu_layers: int, total_layers: int) -> int:
@@ -284,6 +335,7 @@ def _place(
     host_budget: int,
     split_weights: list[float],
     offload_rule: OffloadRule = "current",
+    n_cpu_moe: int = 0,
 ) -> tuple[list[DevicePlan], DevicePlan]:
     n_layer = fp.n_layer
     # The current rule counts the output layer first; the legacy one offloads blocks first.
@@ -315,7 +367,17 @@ def _place(
             h_reads += read
             h_count += 1
         else:
-            weights[dev] += layer.cuda_bytes if cuda[dev] else layer.weights_bytes
+            on_gpu = layer.cuda_bytes if cuda[dev] else layer.weights_bytes
+            if layer.index < n_cpu_moe and layer.expert_bytes:
+                # --n-cpu-moe: this block's routed experts stay mapped in host RAM (the
+                # override's plain CPU buffer: not repacked); a token reads its active ones.
+                on_gpu -= layer.expert_cuda_bytes if cuda[dev] else layer.expert_bytes
+                active = layer.expert_bytes - layer.idle_expert_bytes
+                h_weights += layer.expert_bytes
+                h_groups.add(layer.index)
+                h_reads += active
+                read -= active
+            weights[dev] += on_gpu
             kv[dev] += state if fp.settings.offload_kqv else 0
             if not fp.settings.offload_kqv:
                 h_kv += state
@@ -402,33 +464,67 @@ def _active_bytes(fp: Footprint, il: int) -> int:
     return layer.weights_bytes - layer.idle_expert_bytes
 
 
-def _tokens_per_second(
+_WORK: dict[int, tuple[GGUFFile, tuple[LayerWork, ...]]] = {}
+
+
+def _model_work(model: GGUFFile) -> tuple[LayerWork, ...]:
+    """``model_work(model)``, once per header: it reads every tensor, and a search (the
+    advisor's above all) plans one model many times."""
+    found = _WORK.get(id(model))
+    if found is None or found[0] is not model:
+        if len(_WORK) >= 64:
+            _WORK.clear()
+        found = (model, model_work(model))
+        _WORK[id(model)] = found
+    return found[1]
+
+
+def _speed(
+    model: GGUFFile,
     fp: Footprint,
-    devices: list[DevicePlan],
-    host_plan: DevicePlan,
     gpus: list[Gpu],
     host: Host,
-    model: SpeedModel,
-) -> float | None:
-    """Layers run one after another, so the per-token times of the devices add up."""
-    seconds = 0.0
-    for dev, gpu in zip(devices, gpus, strict=True):
-        if not dev.read_bytes_per_token:
-            continue
-        if not gpu.bandwidth:
-            return None
-        seconds += gpu_seconds(
-            dev.read_bytes_per_token, gpu.bandwidth, model, n_layers=dev.n_layers
-        )
-    seconds += cpu_seconds(
-        host_plan.read_bytes_per_token,
-        fp.cpu_seconds_per_byte,
-        ram_bandwidth=host.ram.bandwidth,
-        threads=model.decode_threads(host.cpu.cores_logical),
-        n_layers=host_plan.n_layers,
-        model=model,
+    speed_model: SpeedModel,
+    n_gpu: int,
+    split_weights: list[float],
+    offload_rule: OffloadRule,
+    n_cpu_moe: int,
+) -> Speed:
+    """The speed of this placement: each layer (and its KV cache) on the device _place puts
+    it on; ``--n-cpu-moe`` blocks split, their routed experts on the host."""
+    n_layer = fp.n_layer
+    first_gpu_layer = max(n_layer + (1 if offload_rule == "current" else 0) - n_gpu, 0)
+    n_active = min(n_gpu, n_layer + 1) if gpus else 0
+    splits = _cumulative_splits(split_weights)
+    whole: list[list[int]] = [[] for _ in range(len(gpus) + 1)]  # the last one is the host
+    shared: list[list[int]] = [[] for _ in range(len(gpus) + 1)]
+    kv = [0] * (len(gpus) + 1)
+    experts_on_host: list[int] = []
+    for il in range(n_layer + 1):
+        dev = _layer_device(il, first_gpu_layer, n_active, splits) if n_gpu else None
+        slot = len(gpus) if dev is None else dev
+        state = 0
+        if il < n_layer:
+            layer = fp.layers[il]
+            state = layer.kv_bytes + layer.recurrent_bytes
+        kv[slot if fp.settings.offload_kqv else len(gpus)] += state
+        if dev is not None and il < min(n_cpu_moe, n_layer) and fp.layers[il].expert_bytes:
+            shared[slot].append(il)
+            experts_on_host.append(il)
+        else:
+            whole[slot].append(il)
+    devices = [
+        DeviceWork(gpu, tuple(whole[i]), (), tuple(shared[i]), kv[i]) for i, gpu in enumerate(gpus)
+    ]
+    devices.append(DeviceWork(None, tuple(whole[-1]), tuple(experts_on_host), (), kv[-1]))
+    return predict(
+        _model_work(model),
+        devices,
+        host,
+        speed_model,
+        cpu_seconds_per_byte=fp.cpu_seconds_per_byte,
+        n_ubatch=fp.context.n_ubatch,
     )
-    return round(1.0 / seconds, 2) if seconds > 0 else None
 
 
 def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
@@ -467,64 +563,10 @@ def _reasons(p: Plan, host: Host, headroom: int) -> tuple[str, ...]:
         )
     if p.tokens_per_second is not None:
         lines.append(f"predicted decode speed {format_rate(p.tokens_per_second)} tokens/s")
+    if p.prompt_tokens_per_second is not None:
+        lines.append(
+            f"predicted prompt speed {format_rate(p.prompt_tokens_per_second)} tokens/s "
+            f"(512-token prompt)"
+        )
     return tuple(lines)
 
-
-def _suggestions(
-    model: GGUFFile, host: Host, fp: Footprint, p: Plan, headroom: int
-) -> tuple[str, ...]:
-    out: list[str] = []
-    settings = fp.settings
-    # A shorter context.
-    n_ctx = fp.context.n_ctx
-    while n_ctx > 512:
-        n_ctx //= 2
-        trial = plan(
-            model, host, replace(settings, n_ctx=n_ctx), headroom=headroom, with_suggestions=False
-        )
-        if _better(trial, p):
-            out.append(f"n_ctx {n_ctx} would run as {_mode_words(trial)}")
-            break
-    # A quantized KV cache.
-    if settings.cache_type_k == "f16" and settings.cache_type_v == "f16":
-        trial = plan(
-            model,
-            host,
-            replace(settings, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on"),
-            headroom=headroom,
-            with_suggestions=False,
-        )
-        if _better(trial, p):
-            out.append(f"a q8_0 KV cache with flash attention would run as {_mode_words(trial)}")
-    # More memory.
-    if host.gpus or not p.fits:
-        gpu_need = fp.total_bytes - fp.token_embd_bytes - fp.output_bytes
-        have = sum(d.budget_bytes for d in p.devices)
-        if gpu_need > have and p.devices:
-            out.append(f"{format_size(gpu_need - have)} more VRAM would hold every layer on GPUs")
-        elif gpu_need > have:
-            out.append(f"GPUs with {format_size(gpu_need)} free would hold every layer")
-    if not p.fits and p.shortfall_bytes > 0:
-        out.append(
-            f"{format_size(p.shortfall_bytes)} more RAM would run it with partial offload"
-            if p.devices
-            else f"{format_size(p.shortfall_bytes)} more RAM would run it on the CPU"
-        )
-    return tuple(out)
-
-
-def _better(trial: Plan, current: Plan) -> bool:
-    order = {"none": 0, "cpu": 1, "partial": 2, "gpu": 3}
-    if order[trial.mode] != order[current.mode]:
-        return order[trial.mode] > order[current.mode]
-    return trial.fits and trial.n_gpu_layers > current.n_gpu_layers
-
-
-def _mode_words(p: Plan) -> str:
-    if p.mode == "gpu":
-        return "all layers on GPU"
-    if p.mode == "partial":
-        return f"a partial offload ({p.n_gpu_layers}/{p.n_layers_total} layers on GPU)"
-    if p.mode == "cpu":
-        return "CPU only"
-    return "still not fitting"

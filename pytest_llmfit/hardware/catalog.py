@@ -167,6 +167,7 @@ class Catalog:
 # --------------------------------------------------------------------------- loading
 
 
+@functools.cache  # read once per process, whatever user files are added to it
 def _builtin_data() -> FileData:
     resource = resources.files(__package__ or "pytest_llmfit.hardware") / "data" / "catalog.toml"
     label = str(resource)
@@ -180,7 +181,7 @@ def _builtin_data() -> FileData:
 
 @functools.cache
 def builtin_catalog() -> Catalog:
-    """The catalog that ships with pytest-llmfit (read once per process)."""
+    """The catalog that ships with pytest-llmfit."""
     return _assemble([_builtin_data()])
 
 

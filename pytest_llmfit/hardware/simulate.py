@@ -163,6 +163,9 @@ def _gpu(
         uuid=f"SIM-GPU-{index}",
         compute_capability=card.compute_capability,
         unified=card.unified,
+        fp16_tflops=getattr(card, "fp16_tflops", None),
+        fp32_tflops=getattr(card, "fp32_tflops", None),
+        int8_tops=getattr(card, "int8_tops", None),
     )
 
 

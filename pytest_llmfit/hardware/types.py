@@ -30,6 +30,12 @@ class Gpu:
     compute_capability: tuple[int, int] | None = None
     mig: bool = False  # a MIG slice rather than a whole GPU
     unified: bool = False  # shares memory with the CPU (Apple Silicon, some APUs)
+    # Dense datasheet peaks (the catalog's figures; None where unknown): FP16 on the matrix
+    # units (tensor cores with FP16 accumulate; Apple's shader rate), FP32 on the shaders,
+    # INT8 on the matrix units. The speed model's compute-bound terms use them.
+    fp16_tflops: float | None = None
+    fp32_tflops: float | None = None
+    int8_tops: float | None = None
 
     def describe(self) -> str:
         return f"{self.name} {format_size(self.memory_total)} {format_bandwidth(self.bandwidth)}"

@@ -23,6 +23,7 @@ from ..errors import ConfigError, LlmfitError
 from ..hardware.types import GPU_VENDORS, Gpu, Host
 from ..sources import SourceSettings, is_remote, read_model, resolve_source
 from ..units import format_rate, format_size, parse_size
+from .advice import SessionAdvice
 from .markers import MARKERS
 from .settings import NOFIT_ACTIONS, OFFLOAD_ACTIONS, SessionSettings, resolve_action
 
@@ -38,12 +39,18 @@ _MODEL_SETTINGS = {
     "swa_full",
 }
 # A given offload, as llama-cpp-python's Llama() takes it: planned exactly, not searched.
-_OFFLOAD_SETTINGS = {"n_gpu_layers", "tensor_split"}
+_OFFLOAD_SETTINGS = {"n_gpu_layers", "tensor_split", "n_cpu_moe"}
 _ALLOWED_KWARGS: dict[str, set[str]] = {
     "requires_vram": {"size", "per_device", "on_nofit"},
     "requires_ram": {"size", "on_nofit"},
     "requires_gpu": {"count", "vendor", "name", "min_compute_capability", "on_nofit"},
-    "requires_model": {"path", "min_tokens_per_second", "on_nofit", "on_offload"}
+    "requires_model": {
+        "path",
+        "min_tokens_per_second",
+        "min_prompt_tokens_per_second",
+        "on_nofit",
+        "on_offload",
+    }
     | _MODEL_SETTINGS
     | _OFFLOAD_SETTINGS,
 }
@@ -71,7 +78,9 @@ class Requirement:
     settings: Settings | None = None
     n_gpu_layers: int | None = None  # None: the most layers that fit
     tensor_split: tuple[float, ...] | None = None
+    n_cpu_moe: int = 0  # blocks whose routed experts stay in RAM (llama.cpp's --n-cpu-moe)
     min_tokens_per_second: float | None = None
+    min_prompt_tokens_per_second: float | None = None  # over a 512-token prompt
     on_nofit: str | None = None
     on_offload: str | None = None
     args: tuple[Any, ...] = ()
@@ -99,6 +108,13 @@ class Decision:
         value = self.plan.get("tokens_per_second")
         return float(value) if value is not None else None
 
+    @property
+    def predicted_prompt_tokens_per_second(self) -> float | None:
+        if not self.plan:
+            return None
+        value = self.plan.get("prompt_tokens_per_second")
+        return float(value) if value is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "decision": self.action,
@@ -110,6 +126,7 @@ class Decision:
             "plan": self.plan,
             "markers": list(self.markers),
             "predicted_tokens_per_second": self.predicted_tokens_per_second,
+            "predicted_prompt_tokens_per_second": self.predicted_prompt_tokens_per_second,
         }
 
 
@@ -227,30 +244,46 @@ def parse_requirement(
         raise ConfigError(
             settings_kwargs, "valid model settings", hint=str(error), source=source
         ) from None
-    min_tps = bound.get("min_tokens_per_second")
-    if isinstance(min_tps, float) and not math.isfinite(min_tps):
-        raise ConfigError(min_tps, "a positive number of tokens per second", source=source)
-    if min_tps is not None and (
-        isinstance(min_tps, bool) or not isinstance(min_tps, (int, float)) or min_tps <= 0
-    ):
-        raise ConfigError(min_tps, "a positive number of tokens per second", source=source)
+    min_tps = _rate(bound, "min_tokens_per_second", source)
+    min_pp = _rate(bound, "min_prompt_tokens_per_second", source)
     on_offload = bound.get("on_offload")
     if on_offload is not None:
         on_offload = resolve_action(
             on_offload, "run", allowed=OFFLOAD_ACTIONS, source=f"on_offload of {source}"
         )
     n_gpu_layers, tensor_split = _offload(bound, source)
+    n_cpu_moe = bound.get("n_cpu_moe", 0)
+    if isinstance(n_cpu_moe, bool) or not isinstance(n_cpu_moe, int) or n_cpu_moe < 0:
+        raise ConfigError(n_cpu_moe, "a number of blocks >= 0", source=f"n_cpu_moe, {source}")
     return Requirement(
         summary=f"requires_model {os.path.basename(resolved)} @{settings.n_ctx}"
-        + (f" ngl={n_gpu_layers}" if n_gpu_layers is not None else ""),
+        + (f" ngl={n_gpu_layers}" if n_gpu_layers is not None else "")
+        + (f" n_cpu_moe={n_cpu_moe}" if n_cpu_moe else ""),
         model_path=resolved,
         settings=settings,
         n_gpu_layers=n_gpu_layers,
         tensor_split=tensor_split,
-        min_tokens_per_second=float(min_tps) if min_tps is not None else None,
+        n_cpu_moe=n_cpu_moe,
+        min_tokens_per_second=min_tps,
+        min_prompt_tokens_per_second=min_pp,
         on_offload=on_offload,
         **common,
     )
+
+
+def _rate(bound: Mapping[str, Any], key: str, source: str) -> float | None:
+    """A positive, finite number of tokens per second, or None when not given."""
+    value = bound.get(key)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigError(value, "a positive number of tokens per second", source=source)
+    return float(value)
 
 
 def _offload(
@@ -299,6 +332,7 @@ class ModelCache:
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self.speed_model = speed_model or SpeedModel()
         self.sources = sources or SourceSettings()  # how remote models are reached
+        self.advice = SessionAdvice()  # the ways out of plans that do not fit
 
     def header(self, path: str) -> GGUFFile:
         cached = self._headers.get(path)
@@ -321,8 +355,9 @@ class ModelCache:
         *,
         n_gpu_layers: int | None = None,
         tensor_split: tuple[float, ...] | None = None,
+        n_cpu_moe: int = 0,
     ) -> Plan:
-        key = (path, settings, headroom, n_gpu_layers, tensor_split)
+        key = (path, settings, headroom, n_gpu_layers, tensor_split, n_cpu_moe)
         if key not in self._plans:
             self._plans[key] = plan(
                 self.header(path),
@@ -332,6 +367,7 @@ class ModelCache:
                 speed_model=self.speed_model,
                 n_gpu_layers=n_gpu_layers,
                 tensor_split=tensor_split,
+                n_cpu_moe=n_cpu_moe,
             )
         return self._plans[key]
 
@@ -452,6 +488,7 @@ def _decide_model(
         session.headroom,
         n_gpu_layers=req.n_gpu_layers,
         tensor_split=req.tensor_split,
+        n_cpu_moe=req.n_cpu_moe,
     )
     fp = result.footprint
     need = fp.total_bytes
@@ -462,9 +499,14 @@ def _decide_model(
     # An architecture without known rules is sized from generic keys: say so in the reason.
     unknown = "".join(f"; {note}" for note in fp.notes if note.startswith(UNKNOWN_ARCH))
     if not result.fits:
+        model = cache.header(req.model_path)  # the ways out: the end of the reason
+        ways, plan_dict["alternatives"] = cache.advice.ways_out(
+            model, host, req.settings, result, session.headroom, cache.speed_model
+        )
         reason = (
             f"{req.summary}: needs {format_size(need)}; have {have_line}; "
             f"short by {format_size(result.shortfall_bytes)}{unknown}"
+            + (f"; {ways}" if ways else "")
         )
         return Decision(
             action=on_nofit,
@@ -480,6 +522,19 @@ def _decide_model(
         reason = (
             f"{req.summary}: predicted {shown} tokens/s < required "
             f"{req.min_tokens_per_second:g} tokens/s ({result.mode}, "
+            f"{result.n_gpu_layers}/{result.n_layers_total} layers on GPU)"
+        )
+        return Decision(
+            action=on_nofit, fits=False, reason=reason, need_bytes=need, plan=plan_dict, **base
+        )
+    pp = result.prompt_tokens_per_second
+    if req.min_prompt_tokens_per_second is not None and (
+        pp is None or pp < req.min_prompt_tokens_per_second
+    ):
+        shown = format_rate(pp) if pp is not None else "unknown"
+        reason = (
+            f"{req.summary}: predicted prompt {shown} tokens/s < required "
+            f"{req.min_prompt_tokens_per_second:g} tokens/s ({result.mode}, "
             f"{result.n_gpu_layers}/{result.n_layers_total} layers on GPU)"
         )
         return Decision(

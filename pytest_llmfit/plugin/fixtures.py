@@ -20,6 +20,10 @@ from ..errors import LlmfitError
 from ..hardware.types import Host
 from .state import LlmfitState, state_key
 
+# The plan the ``llm`` fixture loaded this test's model with, for ``llm_benchmark``'s
+# prediction at the prompt length it measures.
+planned_key = pytest.StashKey["Plan"]()
+
 if TYPE_CHECKING:
     from ..engine.estimate import Footprint
     from ..engine.plan import Plan
@@ -120,6 +124,7 @@ def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
         state.settings.headroom,
         n_gpu_layers=req.n_gpu_layers,
         tensor_split=req.tensor_split,
+        n_cpu_moe=req.n_cpu_moe,
     )
 
 
@@ -130,7 +135,19 @@ def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
     from ..loading import compare, load_planned
 
     state = request.config.stash[state_key]
-    path, planned = _plan_for(request)
+    try:
+        path, planned = _plan_for(request)
+    except LlmfitError as error:  # a bad model name, an unreachable or corrupt header
+        pytest.fail(f"pytest-llmfit: {error}", pytrace=False)
+    if planned.n_cpu_moe:
+        # llama-cpp-python's Llama() has no tensor buffer overrides (its params struct
+        # leaves tensor_buft_overrides unused): it cannot load what this plan says.
+        pytest.fail(
+            f"pytest-llmfit: the llm fixture cannot load {os.path.basename(path)} with "
+            f"n_cpu_moe={planned.n_cpu_moe}: llama-cpp-python's Llama() has no tensor buffer "
+            "overrides (use the marker alone to plan it, or llama.cpp's --n-cpu-moe)",
+            pytrace=False,
+        )
     if not planned.fits:
         pytest.skip(
             f"llm fixture: {os.path.basename(path)} does not fit: "
@@ -163,7 +180,9 @@ def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
         "load_seconds": round(loaded.load_seconds, 3),
     }
     record["predicted_tokens_per_second"] = planned.tokens_per_second
+    record["predicted_prompt_tokens_per_second"] = planned.prompt_tokens_per_second
     record["plan_mode"] = planned.mode
+    request.node.stash[planned_key] = planned
     if fresh:
         if loaded.n_gpu_layers_used < planned.n_gpu_layers:
             warnings.warn(
@@ -200,7 +219,14 @@ def llm_benchmark(request: pytest.FixtureRequest, llm: Any, llmfit_models: Model
         )
         record = state.measured.setdefault(request.node.nodeid, {})
         record["measured_tokens_per_second"] = round(result.decode_tps, 2)
+        record["measured_prompt_tokens_per_second"] = round(result.prompt_tps, 2)
         record["speed"] = result.to_dict()
+        planned = request.node.stash.get(planned_key, None)
+        if planned is not None and planned.speed is not None:
+            at = planned.speed.at(prompt_tokens)
+            record["predicted_prompt_tokens_per_second"] = at.prompt_tokens_per_second
+            ttft = at.time_to_first_token()
+            record["predicted_ttft_s"] = round(ttft, 4) if ttft is not None else None
         predicted = record.get("predicted_tokens_per_second")
         if predicted and record.get("plan_mode") == "cpu":
             record["calibration_ratio"] = result.decode_tps / predicted

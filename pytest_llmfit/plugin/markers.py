@@ -13,7 +13,8 @@ MARKERS: dict[str, str] = {
     "min_compute_capability=None, on_nofit=None): at least count matching GPUs.",
     "requires_model": "requires_model(path, *, n_ctx=4096, cache_type='f16', "
     "flash_attn='auto', n_ubatch=512, n_batch=512, n_seq=1, n_gpu_layers=None, "
-    "tensor_split=None, min_tokens_per_second=None, "
-    "on_nofit=None, on_offload=None): the model's memory need, computed from its GGUF "
-    "header, fits the host (a header-only stub is enough).",
+    "tensor_split=None, n_cpu_moe=0, min_tokens_per_second=None, "
+    "min_prompt_tokens_per_second=None, on_nofit=None, on_offload=None): the model's "
+    "memory need, computed from its GGUF header, fits the host (a header-only stub is "
+    "enough), and its predicted decode and prompt (512 tokens) speeds reach the minimums.",
 }

@@ -91,6 +91,7 @@ def new_record(nodeid: str, decision: Decision) -> dict[str, Any]:
         outcome=None,
         duration_s=None,
         measured_tokens_per_second=None,
+        measured_prompt_tokens_per_second=None,
         worker=os.environ.get("PYTEST_XDIST_WORKER"),
     )
     return record

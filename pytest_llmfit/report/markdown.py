@@ -32,6 +32,8 @@ MARKDOWN_COLUMNS = (
     "plan",
     "predicted tok/s",
     "measured tok/s",
+    "prompt predicted tok/s",
+    "prompt measured tok/s",
     "outcome",
     "reason",
 )
@@ -69,12 +71,14 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             plan_text(t.plan),
             speed_text(t.predicted_tokens_per_second),
             speed_text(t.measured_tokens_per_second),
+            speed_text(t.predicted_prompt_tokens_per_second),
+            speed_text(t.measured_prompt_tokens_per_second),
             t.outcome or DASH,
             md_cell(t.reason),
         )
         for t in tests
     )
-    align = ("---", "---", "---", "---", "---:", "---:", "---", "---")
+    align = ("---", "---", "---", "---", "---:", "---:", "---:", "---:", "---", "---")
     lines.append(md_table(MARKDOWN_COLUMNS, align, rows))
     lines.append("")
     lines.append(md_cell(summary_line(report)))

@@ -52,6 +52,10 @@ class TestRecord:
     duration_s: float | None = None
     predicted_tokens_per_second: float | None = None
     measured_tokens_per_second: float | None = None
+    # Prompt processing: predicted over the measured prompt's length (512 tokens when none
+    # was measured) and measured by llm_benchmark.
+    predicted_prompt_tokens_per_second: float | None = None
+    measured_prompt_tokens_per_second: float | None = None
     worker: str | None = None  # the xdist worker id ("gw0"), None without xdist
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a newer plugin added
 
@@ -84,6 +88,8 @@ class TestRecord:
                 "duration_s": self.duration_s,
                 "predicted_tokens_per_second": self.predicted_tokens_per_second,
                 "measured_tokens_per_second": self.measured_tokens_per_second,
+                "predicted_prompt_tokens_per_second": self.predicted_prompt_tokens_per_second,
+                "measured_prompt_tokens_per_second": self.measured_prompt_tokens_per_second,
                 "worker": self.worker,
             }
         )
@@ -127,6 +133,12 @@ class TestRecord:
             duration_s=number(data, "duration_s", source),
             predicted_tokens_per_second=number(data, "predicted_tokens_per_second", source),
             measured_tokens_per_second=number(data, "measured_tokens_per_second", source),
+            predicted_prompt_tokens_per_second=number(
+                data, "predicted_prompt_tokens_per_second", source
+            ),
+            measured_prompt_tokens_per_second=number(
+                data, "measured_prompt_tokens_per_second", source
+            ),
             worker=expect(data, "worker", (str, type(None)), source),
             extra={k: v for k, v in data.items() if k not in known},
         )

@@ -2,11 +2,12 @@
 parser asks for more, every answer's status and Content-Range checked, never the whole
 file. Standard library only (urllib: it honours http_proxy, https_proxy and no_proxy).
 
-The engine's parser (``engine.gguf.reader.parse_header``) asks for the first 4 MiB, then
-doubles the prefix it holds while the header goes on; :class:`RangeReader` serves exactly
-those reads, so a 3.3 MB Llama 3.1 405B header costs one 4 MiB request. A server that
-answers a Range request with the whole file (HTTP 200) is refused before its body is
-read: planning never downloads a model.
+The engine's parser (``engine.gguf.reader.parse_header``) is asked to start with the first
+:data:`INITIAL_RANGE` (1 MiB) and doubles the prefix it holds while the header goes on;
+:class:`RangeReader` serves exactly those reads, so the 3.3 MB header of Llama 3.1 405B
+costs three requests and 4 MiB, and the small header of a split model's later shard one
+request. A server that answers a Range request with the whole file (HTTP 200) is refused
+before its body is read: planning never downloads a model.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..errors import SourceError
 from ..units import format_size
 from .protocol import SourceSettings
 
-INITIAL_RANGE = 4 << 20  # the parser's first read: one request covers nearly every header
+INITIAL_RANGE = 1 << 20  # the first request (and the parser's first read); then doubling
 MAX_HEADER_BYTES = 256 << 20  # no real GGUF header comes near; a hostile server stops here
 CHUNK = 1 << 16
 USER_AGENT = "pytest-llmfit (header reader; Range requests only)"

@@ -175,7 +175,7 @@ def _fetch(spec: str, target: Target, settings: SourceSettings, cache: HeaderCac
         size_from=target.size_from,
     )
     size = reader.open()
-    shard = parse_header(spec, reader.read_at, size)
+    shard = parse_header(spec, reader.read_at, size, first_read=reader.initial)
     etag = target.etag if not target.check_etag else reader.etag or reader.last_modified
     identity = Identity(target.address, target.revision, etag, size)
     cache.store(spec, identity, target.url, bytes(reader.prefix), immutable=target.immutable)
@@ -194,6 +194,6 @@ def _parse_cached(spec: str, entry: Entry, data: bytes) -> Shard | None:
         return data[offset:end]
 
     try:
-        return parse_header(spec, read_at, entry.size)
+        return parse_header(spec, read_at, entry.size, first_read=max(len(data), 1))
     except _Short:
         return None

@@ -1,4 +1,4 @@
-"""The catalog of shape twins: every ModelShape of dense.py, moe.py and recurrent.py by id.
+"""The catalog of shape twins: every ModelShape of the CATALOG_MODULES, by id.
 
 The catalog is built on first use, so importing it costs nothing. A catalog module may
 expose its shapes as ``SHAPES`` or ``MODELS`` (a sequence or a mapping of ModelShape);
@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from ..errors import ConfigError
 from .spec import ModelShape
 
-CATALOG_MODULES = ("dense", "moe", "recurrent")
+CATALOG_MODULES = ("dense", "moe", "recurrent", "decoders", "swa", "mla", "hybrid", "encoder")
 
 
 def _shapes_of(module: object) -> list[ModelShape]:

@@ -93,12 +93,15 @@ def _pad(n: int, alignment: int) -> int:
 class _Parser:
     """Parses one file. ``buf`` holds a prefix of the file and grows on demand."""
 
-    def __init__(self, path: str, read_at: ReadAt, size: int) -> None:
+    def __init__(
+        self, path: str, read_at: ReadAt, size: int, first_read: int = _FIRST_CHUNK
+    ) -> None:
         self.path = path
         self.read_at = read_at
         self.size = size
-        self.buf = read_at(0, min(size, _FIRST_CHUNK))
-        if len(self.buf) != min(size, _FIRST_CHUNK):
+        first = min(size, max(first_read, 1))
+        self.buf = read_at(0, first)
+        if len(self.buf) != first:
             self.size = len(self.buf)  # the file shrank under us: trust what was read
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -430,17 +433,20 @@ class _Parser:
             count *= ne
 
 
-def parse_header(path: str, read_at: ReadAt, size: int) -> Shard:
+def parse_header(
+    path: str, read_at: ReadAt, size: int, *, first_read: int = _FIRST_CHUNK
+) -> Shard:
     """Parse the header, metadata and tensor table of one GGUF file from any byte source.
 
     ``read_at(offset, n)`` returns the source's bytes [offset, offset + n), fewer only where
     the source ends; ``size`` is the source's length in bytes. The parser asks for a prefix
-    of the source, first ``min(size, 4 MiB)`` bytes from offset 0, then (only when the header
-    is longer) the bytes after what it holds, doubling the prefix each time. ``path`` names
-    the source in errors. Problems raise :class:`GGUFError`; the source's own errors
-    (OSError...) propagate.
+    of the source, first ``min(size, first_read)`` bytes from offset 0 (4 MiB: one read for
+    nearly every local header; a remote source asks for less, since every byte travels),
+    then (only when the header is longer) the bytes after what it holds, doubling the
+    prefix each time. ``path`` names the source in errors. Problems raise
+    :class:`GGUFError`; the source's own errors (OSError...) propagate.
     """
-    return _Parser(path, read_at, size).parse()
+    return _Parser(path, read_at, size, first_read).parse()
 
 
 def open_checked(path: str) -> tuple[BinaryIO, int]:
