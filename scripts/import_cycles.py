@@ -1,5 +1,6 @@
 """Print import cycles between the package's modules (every import counts: lazy ones inside
-functions and those under TYPE_CHECKING too), and modules over the line limit.
+functions and those under TYPE_CHECKING too), modules over the line limit, and modules
+without a docstring saying their role.
 
 Usage: python scripts/import_cycles.py [--max-lines 600]. Exit 1 when any is found.
 """
@@ -91,7 +92,11 @@ def main() -> int:
         print("cycle: " + " <-> ".join(component))
         bad += 1
     for path in paths:
-        n = len(path.read_text().splitlines())
+        text = path.read_text()
+        if path.name != "__main__.py" and not ast.get_docstring(ast.parse(text)):
+            print(f"no docstring: {path.relative_to(ROOT)} (say its one role)")
+            bad += 1
+        n = len(text.splitlines())
         if n > args.max_lines:
             print(f"too long: {path.relative_to(ROOT)} has {n} lines (limit {args.max_lines})")
             bad += 1

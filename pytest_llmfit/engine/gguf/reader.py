@@ -94,12 +94,14 @@ class _Parser:
     """Parses one file. ``buf`` holds a prefix of the file and grows on demand."""
 
     def __init__(
-        self, path: str, read_at: ReadAt, size: int, first_read: int = _FIRST_CHUNK
+        self, path: str, read_at: ReadAt, size: int, first_read: int | None = None
     ) -> None:
         self.path = path
         self.read_at = read_at
         self.size = size
-        first = min(size, max(first_read, 1))
+        # Read at call time, not definition time: the fuzzer shrinks _FIRST_CHUNK to drive
+        # the growing-buffer path.
+        first = min(size, max(_FIRST_CHUNK if first_read is None else first_read, 1))
         self.buf = read_at(0, first)
         if len(self.buf) != first:
             self.size = len(self.buf)  # the file shrank under us: trust what was read
@@ -434,7 +436,7 @@ class _Parser:
 
 
 def parse_header(
-    path: str, read_at: ReadAt, size: int, *, first_read: int = _FIRST_CHUNK
+    path: str, read_at: ReadAt, size: int, *, first_read: int | None = None
 ) -> Shard:
     """Parse the header, metadata and tensor table of one GGUF file from any byte source.
 
