@@ -193,12 +193,15 @@ def advice_table(advice: Advice, *, title: str) -> str:
 
 
 def _how(a: Any) -> str:
-    """The options that re-plan an alternative."""
+    """What re-plans an alternative: options to add to the question's ``plan`` command."""
     parts = []
     if a.model:
-        parts.append(f"pytest-llmfit twin {a.model} {a.model}.gguf --quant {a.quant}")
+        parts.append(f"pytest-llmfit twin {a.model} {a.model}.gguf --quant {a.quant.lower()},")
+        parts.append(f"then plan {a.model}.gguf with the same options")
     elif a.quant:
-        parts.append(f"--quant {a.quant}")
+        parts.append(f"plan with --quant {a.quant}")
+    else:
+        parts.append("plan with")
     if a.hardware:
         parts.append(f"--hardware {a.hardware!r}")
     if a.n_cpu_moe is not None:
@@ -207,4 +210,4 @@ def _how(a: Any) -> str:
         parts.append(f"--ctx {a.n_ctx}")
     if a.cache_type:
         parts.append(f"--cache-type {a.cache_type} --flash-attn on")
-    return "; ".join(parts)
+    return " ".join(parts) if len(parts) > 1 or a.model or a.quant else ""

@@ -422,7 +422,11 @@ def test_expert_width_follows_each_loader() -> None:
         "expert_count": 8,
         "expert_used_count": 2,
     }
-    assert model_params(fake("mistral3", {**base, "expert_feed_forward_length": 512})).n_ff_exp == 4096
+    assert (
+        model_params(fake("mistral3", {**base, "expert_feed_forward_length": 512})).n_ff_exp == 4096
+    )
     assert model_params(fake("qwen3moe", base)).n_ff_exp == 2048
-    assert model_params(fake("qwen3moe", {**base, "expert_feed_forward_length": 768})).n_ff_exp == 768
+    assert (
+        model_params(fake("qwen3moe", {**base, "expert_feed_forward_length": 768})).n_ff_exp == 768
+    )
     assert model_params(fake("llama", base)).n_ff_exp == 4096  # Mixtral: no expert key

@@ -23,7 +23,7 @@ from pytest_llmfit.engine.context import Settings
 from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError, GGUFError, LlmfitError
 from pytest_llmfit.hardware.specs import resolve_hardware
-from pytest_llmfit.plugin.decide import parse_requirement
+from pytest_llmfit.plugin.requirements import parse_requirement
 from pytest_llmfit.plugin.settings import resolve
 from pytest_llmfit.units import parse_size
 
@@ -39,7 +39,9 @@ UNKNOWN_CARD = (
     "is not a known GPU, Apple chip or runner profile; {}a GPU item is '[N x] NAME' with NAME "
     "an id or alias such as '2x h100-sxm'; `pytest-llmfit profiles` lists them"
 )
-NEAR_4090 = UNKNOWN_CARD.format("did you mean 'rtx-4090', 'rtx-5090', 'rtx-3090'? ")
+NEAR_4090 = UNKNOWN_CARD.format(
+    "did you mean 'rtx-4090', 'rtx-4080', 'rtx-4070', 'rtx-4060', 'rtx-a4500'? "
+)
 KV_TYPES = "a KV cache type (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)"
 NEEDS_FA = (
     "is not usable without flash attention; llama.cpp needs flash attention for a quantized "
@@ -691,8 +693,9 @@ MARKER_CASES: list[Any] = [
     (
         "requires_model(M, ctx=8192)",
         "'ctx' is not an argument of requires_model (cache_type, cache_type_k, cache_type_v, "
-        "flash_attn, min_tokens_per_second, n_batch, n_ctx, n_seq, n_ubatch, on_nofit, "
-        "on_offload, path, swa_full) ({src})",
+        "flash_attn, min_prompt_tokens_per_second, min_tokens_per_second, n_batch, n_cpu_moe, "
+        "n_ctx, n_gpu_layers, n_seq, n_ubatch, on_nofit, on_offload, path, swa_full, "
+        "tensor_split) ({src})",
     ),
     ("requires_model()", "None is not a GGUF file path ({src})"),
     ("requires_model(42)", "42 is not a GGUF file path ({src})"),
@@ -848,7 +851,7 @@ CLI_CASES: list[Any] = [
     (
         ["frobnicate"],
         "pytest-llmfit: error: argument command: invalid choice: 'frobnicate' (choose from "
-        "'probe', 'plan', 'inspect', 'stub', 'twin', 'merge', 'profiles')",
+        "'probe', 'plan', 'advise', 'inspect', 'stub', 'cache', 'twin', 'merge', 'profiles')",
     ),
     (["plan", "m.gguf", "--bogus"], "pytest-llmfit: error: unrecognized arguments: --bogus"),
     (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -137,3 +138,40 @@ def test_bad_ctx_is_an_argparse_error_on_one_line(twin_header: TwinHeader) -> No
     model = twin_header("qwen2.5-0.5b", "q4_k_m")
     line = _one_line_error(_run("plan", model.path, "--ctx", "lots"))
     assert "'lots'" in line
+
+
+def test_plan_json_lists_the_ways_out(
+    twin_header: TwinHeader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = twin_header("llama-3.1-405b", "q3_k_m")
+    args = ["plan", model.path, "--ctx", "8192", "--hardware", "rtx-4090, ram=64GB", "--json"]
+    assert main(args) == 1
+    data = json.loads(capsys.readouterr().out)
+    kinds = {a["kind"] for a in data["alternatives"] if a["fits"]}
+    assert {"quant", "gpus", "model"} <= kinds
+    for a in data["alternatives"]:
+        assert {"kind", "fits", "mode", "n_gpu_layers", "total_bytes", "tokens_per_second"} <= set(
+            a
+        )
+    gpus = next(a for a in data["alternatives"] if a["kind"] == "gpus")
+    assert gpus["hardware"].startswith(f"{gpus['count']}x {gpus['gpu']}, ram=64GB")
+    assert data["suggestions"] and data["suggestions"][0].startswith("fits ")
+
+
+def test_plan_as_another_file_type_and_advise(
+    twin_header: TwinHeader, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = twin_header("llama-3.1-405b", "q3_k_m")
+    assert main(["plan", model.path, "--quant", "IQ1_S", "--ctx", "2048", "--cache-type", "q8_0",
+                 "--hardware", "rtx-4090, ram=64GB", "--json"]) == 0  # fmt: skip
+    planned = json.loads(capsys.readouterr().out)
+    assert planned["plan"]["mode"] == "partial" and planned["model"]["weights_bytes"] < 90e9
+    assert main(["advise", model.path, "--ctx", "8192", "--hardware", "rtx-4090, ram=64GB",
+                 "--gpu", "h100-sxm", "--gpu", "rtx-4090"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "does NOT fit" in out.splitlines()[0]
+    assert re.search(r"^ *\d+  gpus +3x h100-sxm +yes +gpu +127/127", out, re.MULTILINE), out
+    assert "--hardware '3x h100-sxm, ram=64GB, ram_bw=60GB/s, cpu=8'" in out
+    assert "plan with --quant IQ1_S --ctx 2048 --cache-type q8_0 --flash-attn on" in out
+    line = _one_line_error(_run("advise", model.path, "--quant", "Q9_K"))
+    assert "'Q9_K' is not a llama-quantize type" in line and "--quant" in line

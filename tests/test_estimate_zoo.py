@@ -27,21 +27,55 @@ TOTAL_TOLERANCE = 0.02
 TOTAL_TOLERANCE_SMALL_SWA = 0.03
 CASES = list(iter_cases(ZOO))
 REQUIRED_ARCHS = {
+    # dense
     "llama",
     "qwen2",
     "qwen3",
     "qwen2moe",
     "qwen3moe",
     "gemma",
-    "gemma2",
-    "gemma3",
     "phi3",
     "command-r",
-    "deepseek2",
     "granite",
     "starcoder2",
     "falcon",
+    "smollm3",
+    "seed_oss",
+    "ernie4_5-moe",
+    "glm4moe",
+    # sliding window
+    "gemma2",
+    "gemma3",
+    "gemma3n",
+    "gemma4",
     "gpt-oss",
+    "cohere2",
+    "olmo2",
+    "exaone4",
+    "llama4",
+    # MLA
+    "deepseek2",
+    "deepseek32",
+    "mistral4",
+    # recurrent and hybrid
+    "mamba",
+    "granitehybrid",
+    "qwen35",
+    "qwen35moe",
+    "qwen3next",
+    "lfm2",
+    "lfm2moe",
+    "falcon-h1",
+    "nemotron_h",
+    "kimi-linear",
+    # encoders (no KV cache)
+    "bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "modern-bert",
+    "gemma-embedding",
 }
 
 

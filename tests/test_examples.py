@@ -188,7 +188,7 @@ def test_405b_on_a_4090_says_how_short(runs: Mapping[str, Run]) -> None:
     assert re.fullmatch(
         r"requires_model Llama-3\.1-405B-Instruct-Q3_K_M\.gguf @8192: needs [\d.]+ GB; "
         r"have 25\.8 GB VRAM \(1x NVIDIA GeForce RTX 4090\) \+ 64\.0 GB RAM; "
-        r"short by [\d.]+ GB",
+        r"short by [\d.]+ GB; fits as .+ or on \d+x [\w.-]+",
         record["reason"],
     ), record["reason"]
     # -rs (the example's addopts has -ra) shows the same reason at the test's own line.

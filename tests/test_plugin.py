@@ -135,7 +135,8 @@ def test_requires_model_seed_case_reason(pytester: pytest.Pytester, models: None
     result.stdout.fnmatch_lines(
         [
             "SKIPPED [[]1[]] *:2: requires_model llama-405b-q3_k_m.gguf @8192: needs 200.1 GB; "
-            "have 25.8 GB VRAM (1x NVIDIA GeForce RTX 4090) + 64.0 GB RAM; short by 114.7 GB"
+            "have 25.8 GB VRAM (1x NVIDIA GeForce RTX 4090) + 64.0 GB RAM; short by 114.7 GB; "
+            "fits as IQ1_S with a q8_0 KV cache at n_ctx 2048 or on 1x b300"
         ]
     )
 

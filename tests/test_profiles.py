@@ -175,7 +175,8 @@ def test_unknown_name_lists_close_matches() -> None:
 
 
 def test_unknown_name_close_matches_on_squashed_forms() -> None:
-    with pytest.raises(ProfileError, match=r"did you mean 'rtx-4090', 'rtx-4090-laptop', 'rtx-5090'"):
+    near = r"did you mean 'rtx-4090', 'rtx-4090-laptop', 'rtx-5090'"
+    with pytest.raises(ProfileError, match=near):
         find_profile("rtx4090x")
 
 

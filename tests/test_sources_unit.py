@@ -16,7 +16,7 @@ import pytest
 
 from pytest_llmfit.engine.gguf import read_gguf
 from pytest_llmfit.errors import ConfigError, GGUFError, SourceError
-from pytest_llmfit.plugin.decide import parse_requirement, resolve_model_path
+from pytest_llmfit.plugin.requirements import parse_requirement, resolve_model_path
 from pytest_llmfit.plugin.settings import resolve
 from pytest_llmfit.sources import (
     SourceSettings,

@@ -14,7 +14,6 @@ import pathlib
 
 import pytest
 
-from pytest_llmfit.engine import speed as S
 from pytest_llmfit.engine.speed import (
     DeviceWork,
     LayerWork,
@@ -24,6 +23,8 @@ from pytest_llmfit.engine.speed import (
     model_work,
     predict,
 )
+from pytest_llmfit.engine.speed import constants as S
+from pytest_llmfit.engine.speed.model import _figures
 from pytest_llmfit.hardware.types import Cpu, Gpu, Host, Ram
 
 GB = 10**9
@@ -380,9 +381,9 @@ def test_explain_names_the_device_and_what_bounds_it() -> None:
 
 def test_catalog_figures_fill_a_probed_gpu() -> None:
     probed = _gpu("NVIDIA H100 PCIe", fp16=None, fp32=None)
-    filled = S._figures(probed)
+    filled = _figures(probed)
     assert filled.fp16_tflops and filled.fp16_tflops > 700
-    assert S._figures(_gpu("Some Unknown Accelerator", fp16=None, fp32=None)).fp16_tflops is None
+    assert _figures(_gpu("Some Unknown Accelerator", fp16=None, fp32=None)).fp16_tflops is None
 
 
 # --------------------------------------------------------------------------- a model's work

@@ -109,7 +109,12 @@ def _gated(params: ModelParams, model: GGUFFile) -> tuple[bool, bool]:
     if not dense:
         for il, layer in enumerate(params.layers[: params.n_layer]):
             up = model.tensor(f"blk.{il}.ffn_up.weight")
-            if up is not None and len(up.shape) > 1 and layer.n_ff and up.shape[1] == 2 * layer.n_ff:
+            if (
+                up is not None
+                and len(up.shape) > 1
+                and layer.n_ff
+                and up.shape[1] == 2 * layer.n_ff
+            ):
                 dense = True
                 break
     experts = any(
@@ -124,8 +129,11 @@ def _ffn_bytes(params: ModelParams, layer: LayerShape, u: int, gated: tuple[bool
     # on the recorded zoo: dense models within 2 MiB at n_ubatch 512).
     embd = params.n_embd
     hidden = _a(embd * u * F32)
-    moe = params.n_expert and params.n_ff_exp and (layer.moe or not any(
-        lay.moe for lay in params.layers))
+    moe = (
+        params.n_expert
+        and params.n_ff_exp
+        and (layer.moe or not any(lay.moe for lay in params.layers))
+    )
     if moe:
         used = max(params.n_expert_used, 1)
         router = 2 * _a(params.n_expert * u * F32)

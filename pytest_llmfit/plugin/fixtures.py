@@ -102,7 +102,7 @@ def _model_request(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]
 
 
 def _plan_for(request: pytest.FixtureRequest) -> tuple[str, Plan]:
-    from .decide import parse_requirement
+    from .requirements import parse_requirement
 
     config = request.config
     state = config.stash[state_key]
@@ -135,10 +135,13 @@ def llm(request: pytest.FixtureRequest, llmfit_models: ModelPool) -> Any:
     from ..loading import compare, load_planned
 
     state = request.config.stash[state_key]
+    problem: LlmfitError | None = None
     try:
         path, planned = _plan_for(request)
     except LlmfitError as error:  # a bad model name, an unreachable or corrupt header
-        pytest.fail(f"pytest-llmfit: {error}", pytrace=False)
+        problem = error
+    if problem is not None:  # outside the except: one line, no chained traceback
+        pytest.fail(f"pytest-llmfit: {problem}", pytrace=False)
     if planned.n_cpu_moe:
         # llama-cpp-python's Llama() has no tensor buffer overrides (its params struct
         # leaves tensor_buft_overrides unused): it cannot load what this plan says.
@@ -248,7 +251,7 @@ class LlmfitEngine:
 
     def model_path(self, model: str | os.PathLike[str]) -> str:
         """Where a model name resolves, exactly as requires_model resolves it."""
-        from .decide import resolve_model_path
+        from .requirements import resolve_model_path
 
         return resolve_model_path(os.fspath(model), self._state.settings.models_dir, self._root)
 
@@ -259,10 +262,11 @@ class LlmfitEngine:
         return estimate(self._state.cache.header(self.model_path(model)), Settings(**settings))
 
     def plan(self, model: str | os.PathLike[str], **settings: Any) -> Plan:
+        """The plan, with its ways out in ``suggestions`` when it does not run on GPU."""
+        from ..engine.advise import with_suggestions
         from ..engine.context import Settings
-        from ..engine.plan import plan
 
-        return plan(
+        return with_suggestions(
             self._state.cache.header(self.model_path(model)),
             self.host,
             Settings(**settings),

@@ -42,7 +42,8 @@ def _marks(item: pytest.Item) -> list[pytest.Mark]:
 
 def decide_item(item: pytest.Item, state: LlmfitState) -> Decision | None:
     """The decision for one test from all its llmfit markers, or None if it has none."""
-    from .decide import Decision, combine, decide, parse_requirement
+    from .decide import Decision, combine, decide
+    from .requirements import parse_requirement
 
     marks = _marks(item)
     if not marks:

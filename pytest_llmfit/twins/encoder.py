@@ -11,6 +11,7 @@ ubatch of bidirectional attention. Tables follow src/models/<arch>.cpp; token_em
 from __future__ import annotations
 
 from .parts import T, embeddings, f32, ffn, shape, w
+from .spec import MetaValue
 
 # --- the BERT family (bert, nomic-bert, nomic-bert-moe, jina-bert-v2, jina-bert-v3) --------
 
@@ -71,7 +72,7 @@ def _bert_like(
 
 def _bert_meta(
     e: int, n_layer: int, heads: int, ff: int, n_ctx: int, n_types: int, pooling: int
-) -> dict[str, object]:
+) -> dict[str, MetaValue]:
     return {
         "context_length": n_ctx,
         "embedding_length": e,
@@ -90,7 +91,7 @@ BGE_SMALL = shape(
     "bert",
     "BAAI bge-small-en v1.5",
     30522,
-    _bert_meta(384, 12, 12, 1536, 512, 2, 2),  # type: ignore[arg-type]
+    _bert_meta(384, 12, 12, 1536, 512, 2, 2),
     build=lambda: _bert_like(e=384, n_layer=12, v=30522, ff=1536, n_types=2, positions=512),
     default_quant="f16",
     notes="Hyperparameters of llama.cpp's models/ggml-vocab-bert-bge.gguf (bge-small): hidden "
@@ -107,7 +108,7 @@ NOMIC_EMBED_V15 = shape(
         **_bert_meta(768, 12, 12, 3072, 2048, 2, 1),
         "attention.layer_norm_epsilon": 1e-12,
         "rope.freq_base": 1000.0,
-    },  # type: ignore[arg-type]
+    },
     build=lambda: _bert_like(
         e=768, n_layer=12, v=30528, ff=3072, n_types=2, fused=True, bias=False, gate=True
     ),
@@ -129,7 +130,7 @@ NOMIC_EMBED_V2_MOE = shape(
         "moe_every_n_layers": 2,
         "expert_count": 8,
         "expert_used_count": 2,
-    },  # type: ignore[arg-type]
+    },
     build=lambda: _bert_like(
         e=768, n_layer=12, v=250048, ff=3072, n_types=1, fused=True, moe=(2, 8)
     ),
@@ -145,7 +146,7 @@ JINA_V2_SMALL = shape(
     "jina-bert-v2",
     "Jina Embeddings v2 small (en)",
     30528,
-    _bert_meta(512, 4, 8, 2048, 8192, 2, 1),  # type: ignore[arg-type]
+    _bert_meta(512, 4, 8, 2048, 8192, 2, 1),
     build=lambda: [
         t
         for t in _bert_like(e=512, n_layer=4, v=30528, ff=2048, n_types=2, up_width=4096)
@@ -162,7 +163,7 @@ JINA_V3 = shape(
     "jina-bert-v3",
     "Jina Embeddings v3",
     250002,
-    {**_bert_meta(1024, 24, 16, 4096, 8194, 1, 1), "attention.layer_norm_epsilon": 1e-5},  # type: ignore[arg-type]
+    {**_bert_meta(1024, 24, 16, 4096, 8194, 1, 1), "attention.layer_norm_epsilon": 1e-5},
     build=lambda: _bert_like(e=1024, n_layer=24, v=250002, ff=4096, n_types=1, fused=True),
     default_quant="f16",
     notes="jinaai/jina-embeddings-v3 config.json (XLM-RoBERTa large with rotary): hidden 1024, "

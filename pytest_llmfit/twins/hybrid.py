@@ -15,6 +15,7 @@ Tables follow ``load_arch_tensors`` of src/models/<arch>.cpp in the vendored lla
 from __future__ import annotations
 
 from .parts import T, attention, embeddings, experts, f32, ffn, nextn, shape, shared_expert, w
+from .spec import MetaValue
 
 # --- Qwen3.5 / Qwen3-Next: gated delta net ---------------------------------------------------
 
@@ -78,8 +79,8 @@ def _qwen_hybrid(
 
 def _qwen_meta(
     *, e: int, n_layer: int, n_mtp: int, heads: int, kv: int, k_heads: int, v_heads: int, ff: int
-) -> dict[str, object]:
-    md: dict[str, object] = {
+) -> dict[str, MetaValue]:
+    md: dict[str, MetaValue] = {
         "context_length": 262144,
         "embedding_length": e,
         "block_count": n_layer + n_mtp,
@@ -110,18 +111,42 @@ QWEN35_08B = shape(
     "Qwen3.5 0.8B",
     248320,
     {
-        **_qwen_meta(**_Q35_08B),  # type: ignore[arg-type]
+        **_qwen_meta(**_Q35_08B),
         "rope.dimension_sections": [11, 11, 10, 0],
         "attention.recurrent_layers": [(i + 1) % 4 != 0 for i in range(24)],
     },
     build=lambda: _qwen_hybrid(
-        **_Q35_08B, v=248320, tied=True, hd=256, moe=None, legacy=False  # type: ignore[arg-type]
+        **_Q35_08B,
+        v=248320,
+        tied=True,
+        hd=256,
+        moe=None,
+        legacy=False,
     ),
     notes="Qwen/Qwen3.5-0.8B text config as recalled (llama.cpp's qwen35.cpp names the 24-layer "
     "1024-wide model 0.8B): hidden 1024, 24 layers, every 4th full attention (8 heads, 2 KV "
     "heads of 256, gated query), the others gated delta net (16 key / 16 value heads of "
     "128, conv 4), intermediate 3584, vocab 248320, tied. Hyperparameters not checked "
     "against a published file; written with attention.recurrent_layers.",
+)
+
+_Q35_9B = dict(e=4096, n_layer=32, n_mtp=0, heads=16, kv=4, k_heads=16, v_heads=32, ff=12288)
+QWEN35_9B = shape(
+    "qwen3.5-9b",
+    "qwen35",
+    "Qwen3.5 9B",
+    248320,
+    {
+        **_qwen_meta(**_Q35_9B),
+        "rope.dimension_sections": [11, 11, 10, 0],
+    },
+    build=lambda: _qwen_hybrid(**_Q35_9B, v=248320, tied=False, hd=256, moe=None, legacy=False),
+    notes="Qwen/Qwen3.5-9B text config: hidden 4096, 32 layers, every 4th full attention (16 "
+    "heads, 4 KV heads of 256, gated query), gated delta net (16 key / 32 value heads of "
+    "128, conv 4), intermediate 12288, vocab 248320, untied. The KV heads, the linear "
+    "heads and the vocabulary are confirmed by a public llama.cpp log of the real file "
+    "(tests/data/logs/20-...: KV 256.00 MiB and RS 50.25 MiB at n_ctx 8192, output "
+    "buffer 0.95 MiB).",
 )
 
 _Q35_35B = dict(e=2048, n_layer=40, n_mtp=1, heads=16, kv=2, k_heads=16, v_heads=32, ff=512)
@@ -131,7 +156,7 @@ QWEN35_35B_A3B = shape(
     "Qwen3.5 35B A3B",
     248320,
     {
-        **_qwen_meta(**_Q35_35B),  # type: ignore[arg-type]
+        **_qwen_meta(**_Q35_35B),
         "rope.dimension_sections": [11, 11, 10, 0],
         "expert_count": 256,
         "expert_used_count": 8,
@@ -139,7 +164,7 @@ QWEN35_35B_A3B = shape(
         "expert_shared_feed_forward_length": 512,
     },
     build=lambda: _qwen_hybrid(
-        **_Q35_35B,  # type: ignore[arg-type]
+        **_Q35_35B,
         v=248320,
         tied=False,
         hd=256,
@@ -160,14 +185,14 @@ QWEN3_NEXT_80B_A3B = shape(
     "Qwen3-Next 80B A3B Instruct",
     151936,
     {
-        **_qwen_meta(**_Q3N_80B),  # type: ignore[arg-type]
+        **_qwen_meta(**_Q3N_80B),
         "expert_count": 512,
         "expert_used_count": 10,
         "expert_feed_forward_length": 512,
         "expert_shared_feed_forward_length": 512,
     },
     build=lambda: _qwen_hybrid(
-        **_Q3N_80B,  # type: ignore[arg-type]
+        **_Q3N_80B,
         v=151936,
         tied=False,
         hd=256,
@@ -227,9 +252,7 @@ LFM2_12B = shape(
         "shortconv.l_cache": 3,
         "vocab_size": 65536,
     },
-    build=lambda: _lfm2(
-        e=2048, n_layer=16, attn=_LFM2_12B_ATTN, kv=8, ff=8192, moe=(0, 0, 16)
-    ),
+    build=lambda: _lfm2(e=2048, n_layer=16, attn=_LFM2_12B_ATTN, kv=8, ff=8192, moe=(0, 0, 16)),
     metadata_types={"attention.head_count_kv": "INT32"},
     notes="LiquidAI/LFM2-1.2B config.json: hidden 2048, 16 layers of which 2, 5, 8, 10, 12, 14 "
     "are GQA attention (32 heads, 8 KV heads of 64) and the rest short convolutions "
@@ -260,9 +283,7 @@ LFM2_8B_A1B = shape(
         "leading_dense_block_count": 2,
         "expert_gating_func": 2,
     },
-    build=lambda: _lfm2(
-        e=2048, n_layer=24, attn=_LFM2_8B_ATTN, kv=8, ff=7168, moe=(32, 1792, 2)
-    ),
+    build=lambda: _lfm2(e=2048, n_layer=24, attn=_LFM2_8B_ATTN, kv=8, ff=7168, moe=(32, 1792, 2)),
     metadata_types={"attention.head_count_kv": "INT32"},
     notes="LiquidAI/LFM2-8B-A1B config.json as recalled: hidden 2048, 24 layers (6 attention, "
     "32/8 heads of 64; the rest short convolutions, L_cache 3), first 2 layers dense "
@@ -356,7 +377,7 @@ def _nemotron_nano_9b() -> T:
     return out
 
 
-def _nemotron_meta() -> dict[str, object]:
+def _nemotron_meta() -> dict[str, MetaValue]:
     kinds = _NEMOTRON_PATTERN
     return {
         "context_length": 131072,
@@ -382,7 +403,7 @@ NEMOTRON_NANO_9B_V2 = shape(
     "nemotron_h",
     "NVIDIA Nemotron Nano 9B v2",
     131072,
-    _nemotron_meta(),  # type: ignore[arg-type]
+    _nemotron_meta(),
     build=_nemotron_nano_9b,
     metadata_types={"attention.head_count_kv": "INT32", "feed_forward_length": "INT32"},
     notes="nvidia/NVIDIA-Nemotron-Nano-9B-v2 config.json as recalled: hidden 4480, 56 layers "
@@ -479,6 +500,7 @@ KIMI_LINEAR_48B = shape(
 
 SHAPES = (
     QWEN35_08B,
+    QWEN35_9B,
     QWEN35_35B_A3B,
     QWEN3_NEXT_80B_A3B,
     LFM2_12B,

@@ -11,6 +11,7 @@ which is created without the MTP flags (deepseek32.cpp:121) and so is loaded.
 from __future__ import annotations
 
 from .parts import T, embeddings, experts, f32, ffn, nextn, shape, shared_expert, w
+from .spec import MetaValue
 
 
 def _mla_block(
@@ -62,7 +63,7 @@ def _mla_meta(
     n_dense: int,
     n_ctx: int,
     vocab: int,
-) -> dict[str, object]:
+) -> dict[str, MetaValue]:
     return {
         "vocab_size": vocab,
         "context_length": n_ctx,
@@ -103,9 +104,7 @@ def _deepseek_v32() -> T:
     out = embeddings(e, v, tied=False)
     for i in range(n_layer + 1):
         p = f"blk.{i}."
-        out += _mla_block(
-            i, e, n_head=128, q_lora=1536, kv_lora=512, nope=128, rope=64, v_head=128
-        )
+        out += _mla_block(i, e, n_head=128, q_lora=1536, kv_lora=512, nope=128, rope=64, v_head=128)
         out += [
             f32(p + "indexer.k_norm.weight", 128),
             f32(p + "indexer.k_norm.bias", 128),

@@ -8,6 +8,8 @@ pinned to F32 so every quantization mix leaves them alone, as llama-quantize doe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .spec import MetaValue, ModelShape, TensorSpec
 
 T = list[TensorSpec]
@@ -126,22 +128,20 @@ def shape(
     title: str,
     n_vocab: int,
     metadata: dict[str, MetaValue],
-    tensors: T | None = None,
     *,
-    build: object = None,
+    build: Callable[[], T],
     notes: str,
     default_quant: str = "q4_k_m",
     metadata_types: dict[str, str] | None = None,
 ) -> ModelShape:
-    """A ModelShape whose table is built lazily by ``build`` (a callable returning a list)."""
-    builder = build if callable(build) else (lambda: list(tensors or []))
+    """A ModelShape whose table ``build`` makes when first needed."""
     return ModelShape(
         id=id,
         arch=arch,
         title=title,
         n_vocab=n_vocab,
         metadata=metadata,
-        tensors=builder,  # type: ignore[arg-type]
+        tensors=build,
         metadata_types=metadata_types or {},
         default_quant=default_quant,
         notes=notes,

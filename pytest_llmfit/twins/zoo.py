@@ -68,7 +68,8 @@ def iter_cases(directory: str | pathlib.Path) -> Iterator[ZooCase]:
                 continue
             s = case["settings"]
             label = (
-                f"{record['model']}" + (f"-{record['quant']}-repack" if repack else "")
+                f"{record['model']}"
+                + (f"-{record['quant']}-repack" if repack else "")
                 + f"-ctx{s['n_ctx']}-{s['cache_type']}-fa{int(s['flash_attn'])}"
                 f"-ub{s['n_ubatch']}" + ("" if s.get("swa_full", True) else "-swa")
             )

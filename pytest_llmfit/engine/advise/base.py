@@ -14,7 +14,7 @@ settings (the host does not change a Footprint), one requantized header per file
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from ...hardware.catalog import Catalog
@@ -171,7 +171,6 @@ class Context:
     cache: AdviceCache
     gpu_ids: tuple[str, ...] | None = None  # catalog GPUs to try; None: every card
     quant: str | None = None  # the model's file type, when known
-    notes: list[str] = field(default_factory=list)
 
     @property
     def footprint(self) -> Footprint:

@@ -471,4 +471,6 @@ def _skipped(model: GGUFFile, rule: ArchRule | None, n_layer: int) -> frozenset[
 def known_archs(families: Iterable[str] | None = None) -> Mapping[str, ArchRule]:
     """The registered rules, optionally of some families only."""
     wanted = set(families) if families is not None else None
-    return {a: rule for a, rule in sorted(REGISTRY.items()) if wanted is None or rule.family in wanted}
+    return {
+        a: rule for a, rule in sorted(REGISTRY.items()) if wanted is None or rule.family in wanted
+    }

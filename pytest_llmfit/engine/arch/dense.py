@@ -65,6 +65,9 @@ _PLAIN = (
     "arcee",
     "ernie4_5",
     "hunyuan-dense",
+    "hunyuan_vl",
+    "paddleocr",  # the ernie4_5 class (src/llama-model.cpp:283)
+    "talkie",
     "smollm3",  # smollm3.cpp:5: every 4th layer without RoPE, KV cached all the same
     "seed_oss",
     "apertus",

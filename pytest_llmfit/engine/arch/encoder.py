@@ -21,8 +21,15 @@ _HEADS = ("cls.", "cls_", "dense_2.", "dense_3.", "enc.output_norm.")
 
 RULES: tuple[ArchRule, ...] = (
     *(
-        ArchRule(arch, "encoder", f"src/models/{src}.cpp; {_SRC}", memory=NONE,
-                 layer0_tensors=_BERT_LAYER0, output_tensors=_HEADS, output_matrix=False)
+        ArchRule(
+            arch,
+            "encoder",
+            f"src/models/{src}.cpp; {_SRC}",
+            memory=NONE,
+            layer0_tensors=_BERT_LAYER0,
+            output_tensors=_HEADS,
+            output_matrix=False,
+        )
         for arch, src in (
             ("bert", "bert"),
             ("nomic-bert", "nomic-bert"),
@@ -34,13 +41,25 @@ RULES: tuple[ArchRule, ...] = (
         )
     ),
     # modern-bert.cpp:4-11: a window > 0 adds a symmetric window mask (no cache).
-    ArchRule("modern-bert", "encoder", f"src/models/modern-bert.cpp:4-11; {_SRC}",
-             memory=NONE, swa=SwaRule(pattern=3, dense_first=True, when=IF_WINDOW,
-                                      kind="symmetric"),
-             layer0_tensors=_BERT_LAYER0, output_tensors=_HEADS, output_matrix=False),
+    ArchRule(
+        "modern-bert",
+        "encoder",
+        f"src/models/modern-bert.cpp:4-11; {_SRC}",
+        memory=NONE,
+        swa=SwaRule(pattern=3, dense_first=True, when=IF_WINDOW, kind="symmetric"),
+        layer0_tensors=_BERT_LAYER0,
+        output_tensors=_HEADS,
+        output_matrix=False,
+    ),
     # gemma-embedding.cpp:4-10: symmetric window on 5 of 6 layers, causal_attn = false.
-    ArchRule("gemma-embedding", "encoder", f"src/models/gemma-embedding.cpp:4-10; {_SRC}",
-             memory=NONE, swa=SwaRule(pattern=6, kind="symmetric"), output_tensors=_HEADS),
+    ArchRule(
+        "gemma-embedding",
+        "encoder",
+        f"src/models/gemma-embedding.cpp:4-10; {_SRC}",
+        memory=NONE,
+        swa=SwaRule(pattern=6, kind="symmetric"),
+        output_tensors=_HEADS,
+    ),
     # Diffusion language models: bidirectional, no cache either.
     *(
         ArchRule(arch, "encoder", f"src/models/{arch}.cpp; {_SRC}", memory=NONE)

@@ -20,10 +20,20 @@ from .rules import ALL_LAYERS, RECURRENT, ArchRule
 _SRC = "llama-arch.cpp:1071-1083; llama-model.cpp:2669-2678"
 
 RULES: tuple[ArchRule, ...] = (
-    ArchRule("mamba", "recurrent", f"src/models/mamba.cpp:3-32; {_SRC}", memory=RECURRENT,
-             recurrent=ALL_LAYERS),
-    ArchRule("mamba2", "recurrent", f"src/models/mamba2.cpp:3-33; {_SRC}", memory=RECURRENT,
-             recurrent=ALL_LAYERS),
+    ArchRule(
+        "mamba",
+        "recurrent",
+        f"src/models/mamba.cpp:3-32; {_SRC}",
+        memory=RECURRENT,
+        recurrent=ALL_LAYERS,
+    ),
+    ArchRule(
+        "mamba2",
+        "recurrent",
+        f"src/models/mamba2.cpp:3-33; {_SRC}",
+        memory=RECURRENT,
+        recurrent=ALL_LAYERS,
+    ),
     *(
         ArchRule(
             arch,
