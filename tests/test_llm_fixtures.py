@@ -103,6 +103,10 @@ def test_llm_benchmark_records_measured_speed_beside_the_prediction(
     assert record["predicted_tokens_per_second"] > 0
     assert record["speed"]["gen_tokens"] == 8
     assert record["llama_cpp"]["allocations"]["model"]
+    # prompt processing, predicted at the measured prompt's length, beside the measurement
+    assert record["measured_prompt_tokens_per_second"] > 0
+    assert record["predicted_prompt_tokens_per_second"] > 0
+    assert record["predicted_ttft_s"] > 0
 
 
 def test_llm_without_a_model_is_a_clear_usage_error(suite: pytest.Pytester) -> None:

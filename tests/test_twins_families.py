@@ -1,4 +1,5 @@
-"""The 2026 twins (twins/decoders.py, swa.py, mla.py, hybrid.py, encoder.py).
+"""The 2026 twins (twins/decoders.py, swa.py, mla.py, hybrid.py, encoder.py and the
+Mamba-2 hybrids of recurrent.py).
 
 Each is registered, has a well-formed table, adds up to its model card's parameter count
 (where the card counts the text model alone) and has llama.cpp's recorded truth beside it
@@ -18,11 +19,25 @@ import pytest
 from pytest_llmfit.engine.context import Settings
 from pytest_llmfit.engine.estimate import estimate
 from pytest_llmfit.engine.gguf import GGUFFile
-from pytest_llmfit.twins import MODELS, decoders, encoder, hybrid, mla, swa, tensor_types
+from pytest_llmfit.twins import (
+    MODELS,
+    decoders,
+    encoder,
+    hybrid,
+    mla,
+    recurrent,
+    swa,
+    tensor_types,
+)
 from pytest_llmfit.twins.spec import ModelShape
 
 SHAPES: tuple[ModelShape, ...] = (
-    decoders.SHAPES + swa.SHAPES + mla.SHAPES + hybrid.SHAPES + encoder.SHAPES
+    decoders.SHAPES
+    + swa.SHAPES
+    + mla.SHAPES
+    + hybrid.SHAPES
+    + recurrent.HYBRID_SHAPES
+    + encoder.SHAPES
 )
 ZOO = pathlib.Path(__file__).parent / "data" / "llamacpp"
 MiB = 2**20

@@ -52,12 +52,14 @@ def compare(
     rounding: int = MIB_ROUNDING,
 ) -> list[ComponentMiss]:
     """Estimate vs llama.cpp, per component: weights, kv (+ recurrent state), compute,
-    output, and, when the CPU backend repacked weights, ``repack`` (the CPU_REPACK copies). A component is flagged when it misses by more than ``tolerance`` of the
-    actual figure *and* by more than ``rounding`` bytes (the logged MiB figures' precision).
+    output, and, when the CPU backend repacked weights, ``repack`` (the CPU_REPACK copies).
+    A component is flagged when it misses by more than ``tolerance`` of the actual figure
+    *and* by more than ``rounding`` bytes (the logged MiB figures' precision).
 
     Weights compare the mapped and device model buffers (all but ``*_REPACK``) with
-    ``mapped_bytes`` (what llama.cpp maps, repacked originals included); compute compares the sum over every device's compute buffer with
-    ``compute_bytes`` (a single-device figure: expect misses under partial offload).
+    ``mapped_bytes`` (what llama.cpp maps, repacked originals included); compute compares
+    the sum over every device's compute buffer with ``compute_bytes`` (a single-device
+    figure: expect misses under partial offload).
     """
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
         raise ConfigError(tolerance, "a tolerance >= 0 (0.05 = 5%)", source="compare")

@@ -2,8 +2,9 @@
 or benchmark, with a reason that carries the numbers.
 
 Plain Python: the pytest glue turns markers into (name, args, kwargs) and calls
-:func:`.requirements.parse_requirement` and :func:`decide`; anything else (a notebook, another runner)
-can do the same. Reasons are deterministic for one host, so ``pytest -rs`` groups them.
+:func:`.requirements.parse_requirement` and :func:`decide`; anything else (a notebook,
+another runner) can do the same. Reasons are deterministic for one host, so
+``pytest -rs`` groups them.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ A report file (``schema_version`` 1)::
                  "decisions": {"run": 1, "skip": 1, ...},   # every decision, zeros included
                  "outcomes": {"passed": 1, ..., "none": 0}}}  # "none": no outcome recorded
 
+A record whose model does not fit has its ways out: its ``reason`` ends with the best of
+them (``...; short by 114.7 GB; fits as IQ1_S ... or on 1x b300``) and ``plan.alternatives``
+holds the best five (``engine.advise.Alternative.to_dict()``: kind, fits, mode,
+n_gpu_layers, total_bytes, tokens_per_second, and what re-plans it).
+
 A test *ran* on a runner when its body executed with the model in reach: llmfit decided
 ``run`` or ``benchmark`` (or ``xfail`` and it xpassed) and pytest reports passed, failed,
 xpassed, or xfailed (a test's own xfail marker, executed). Skips, llmfit's own ``fail`` and

@@ -5,9 +5,9 @@
   gated query (Q projection twice as wide), MTP blocks llama.cpp skips.
 - lfm2 / lfm2moe: short-convolution layers (head_count_kv 0) whose state is
   ``n_embd x (l_cache - 1)`` (src/llama-hparams.cpp:214-217).
-- falcon-h1: every layer has both a KV cache and a Mamba-2 state.
-- nemotron_h: Mamba-2, attention and MLP-only layers; an MLP-only layer holds neither.
 - kimi-linear: KDA recurrent layers beside MLA attention layers (K-only cache).
+
+The Mamba-2 hybrids (Granite 4.0-H, Falcon-H1, Nemotron-H) are in recurrent.py.
 
 Tables follow ``load_arch_tensors`` of src/models/<arch>.cpp in the vendored llama.cpp.
 """
@@ -292,128 +292,6 @@ LFM2_8B_A1B = shape(
 )
 
 
-# --- Falcon-H1 0.5B: every layer attention + Mamba-2 ---------------------------------------
-
-
-def _falcon_h1_05b() -> T:
-    e, v, d_inner, n_heads, d_state, n_group = 1024, 32784, 1536, 24, 128, 1
-    conv_dim = d_inner + 2 * n_group * d_state
-    out = embeddings(e, v, tied=False)
-    for i in range(36):
-        p = f"blk.{i}."
-        out += [
-            w(p + "ssm_in.weight", e, d_inner + conv_dim + n_heads),
-            f32(p + "ssm_conv1d.weight", 4, conv_dim),
-            f32(p + "ssm_conv1d.bias", conv_dim),
-            f32(p + "ssm_dt.bias", n_heads),
-            f32(p + "ssm_a", 1, n_heads),
-            f32(p + "ssm_d", 1, n_heads),
-            f32(p + "ssm_norm.weight", d_inner // n_group, n_group),
-            w(p + "ssm_out.weight", d_inner, e),
-        ]
-        out += attention(i, e, 8 * 64, 2 * 64, 2 * 64)
-        out.append(f32(p + "ffn_norm", e))
-        out += ffn(i, e, 2048, norm=None)
-    return out
-
-
-FALCON_H1_05B = shape(
-    "falcon-h1-0.5b",
-    "falcon-h1",
-    "TII Falcon-H1 0.5B Instruct",
-    32784,
-    {
-        "context_length": 16384,
-        "embedding_length": 1024,
-        "block_count": 36,
-        "feed_forward_length": 2048,
-        "attention.head_count": 8,
-        "attention.head_count_kv": 2,
-        "attention.key_length": 64,
-        "attention.value_length": 64,
-        "rope.freq_base": 100000000000.0,
-        "attention.layer_norm_rms_epsilon": 1e-5,
-        "ssm.conv_kernel": 4,
-        "ssm.inner_size": 1536,
-        "ssm.state_size": 128,
-        "ssm.time_step_rank": 24,
-        "ssm.group_count": 1,
-    },
-    build=_falcon_h1_05b,
-    notes="tiiuae/Falcon-H1-0.5B-Instruct config.json as recalled: hidden 1024, 36 layers, "
-    "each with attention (8 heads, 2 KV heads of 64) AND a Mamba-2 mixer (d_ssm 1536, 24 "
-    "heads, d_state 128, 1 group, conv 4) in parallel, intermediate 2048, vocab 32784, "
-    "untied. llama.cpp gives every layer a KV cache and a recurrent state.",
-)
-
-
-# --- NVIDIA Nemotron Nano 9B v2: Mamba-2 (M), attention (*) and MLP-only (-) layers ---------
-
-_NEMOTRON_PATTERN = "M-M-M-MM-M-M-M*-M-M-M*-M-M-M-M*-M-M-M-M*-M-MM-M-M-M-M-M-"[:56]
-
-
-def _nemotron_nano_9b() -> T:
-    e, v, d_inner, n_heads, d_state, n_group = 4480, 131072, 10240, 128, 128, 8
-    conv_dim = d_inner + 2 * n_group * d_state
-    out = embeddings(e, v, tied=False)
-    for i, kind in enumerate(_NEMOTRON_PATTERN):
-        p = f"blk.{i}."
-        out.append(f32(p + "attn_norm.weight", e))
-        if kind == "M":
-            out += [
-                w(p + "ssm_in.weight", e, 2 * d_inner + 2 * n_group * d_state + n_heads),
-                f32(p + "ssm_conv1d.weight", 4, conv_dim),
-                f32(p + "ssm_conv1d.bias", conv_dim),
-                f32(p + "ssm_dt.bias", n_heads),
-                f32(p + "ssm_a", 1, n_heads),
-                f32(p + "ssm_d", 1, n_heads),
-                f32(p + "ssm_norm.weight", d_inner // n_group, n_group),
-                w(p + "ssm_out.weight", d_inner, e),
-            ]
-        elif kind == "*":
-            out += attention(i, e, 40 * 128, 8 * 128, 8 * 128, norm=False)
-        else:
-            out += ffn(i, e, 15680, gated=False, norm=None)
-    return out
-
-
-def _nemotron_meta() -> dict[str, MetaValue]:
-    kinds = _NEMOTRON_PATTERN
-    return {
-        "context_length": 131072,
-        "embedding_length": 4480,
-        "block_count": len(kinds),
-        "feed_forward_length": [15680 if k == "-" else 0 for k in kinds],
-        "attention.head_count": 40,
-        "attention.head_count_kv": [8 if k == "*" else 0 for k in kinds],
-        "attention.key_length": 128,
-        "attention.value_length": 128,
-        "attention.layer_norm_epsilon": 1e-5,
-        "attention.layer_norm_rms_epsilon": 1e-5,
-        "ssm.conv_kernel": 4,
-        "ssm.inner_size": 10240,
-        "ssm.state_size": 128,
-        "ssm.time_step_rank": 128,
-        "ssm.group_count": 8,
-    }
-
-
-NEMOTRON_NANO_9B_V2 = shape(
-    "nemotron-nano-9b-v2",
-    "nemotron_h",
-    "NVIDIA Nemotron Nano 9B v2",
-    131072,
-    _nemotron_meta(),
-    build=_nemotron_nano_9b,
-    metadata_types={"attention.head_count_kv": "INT32", "feed_forward_length": "INT32"},
-    notes="nvidia/NVIDIA-Nemotron-Nano-9B-v2 config.json as recalled: hidden 4480, 56 layers "
-    "of Mamba-2 (128 heads of 80, d_state 128, 8 groups, conv 4), GQA attention (40 heads, "
-    "8 KV heads of 128) and squared-ReLU MLP-only layers (15680), vocab 131072, untied. "
-    "The layer pattern string is approximate (27 Mamba, 4 attention, 25 MLP layers). "
-    "An MLP-only layer holds neither KV nor recurrent state (nemotron-h.cpp:14-16).",
-)
-
-
 # --- Kimi-Linear 48B A3B: KDA recurrent layers + MLA attention -------------------------------
 
 _KIMI_MLA = (3, 7, 11, 15, 19, 23, 26)
@@ -505,7 +383,5 @@ SHAPES = (
     QWEN3_NEXT_80B_A3B,
     LFM2_12B,
     LFM2_8B_A1B,
-    FALCON_H1_05B,
-    NEMOTRON_NANO_9B_V2,
     KIMI_LINEAR_48B,
 )

@@ -14,6 +14,7 @@ carries a spec string (``3x h100-sxm, ram=64GB, ram_bw=60GB/s, cpu=8``) and its 
 
 from __future__ import annotations
 
+from ...errors import ConfigError
 from ...hardware.catalog_schema import Profile
 from ...hardware.types import Host
 from ..plan import Plan, placement_fits
@@ -30,7 +31,11 @@ def cards(ctx: Context) -> list[Profile]:
     """The cards to try: the named ids, else every GPU card of the catalog, one of each
     memory size and bandwidth."""
     if ctx.gpu_ids is not None:
-        return [ctx.catalog.find(name) for name in ctx.gpu_ids]
+        named = [ctx.catalog.find(name) for name in ctx.gpu_ids]
+        for name, p in zip(ctx.gpu_ids, named, strict=True):
+            if p.kind != "gpu" or p.unified:
+                raise ConfigError(name, "a GPU card of the catalog", source="gpu_ids (--gpu)")
+        return named
     seen: set[tuple[int, float, str]] = set()
     out: list[Profile] = []
     for p in ctx.catalog.profiles:

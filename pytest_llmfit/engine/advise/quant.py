@@ -17,7 +17,7 @@ from ..context import CTX_PAD, Settings
 from ..ftypes import COMMON_FTYPES
 from ..ggml import GGML_TYPES_BY_NAME
 from ..gguf import GGUFFile
-from ..quantize import allows_quantization, requires_imatrix, target_types
+from ..quantize import QuantizeError, allows_quantization, requires_imatrix, target_types
 from .base import Alternative, Context, tier
 from .search import fast_plan
 
@@ -69,10 +69,14 @@ def propose(ctx: Context) -> list[Alternative]:
     current = ctx.footprint.weights_bytes
     sized: list[tuple[Sized, str]] = []
     for ftype in COMMON_FTYPES:
-        if ftype != ctx.quant:
+        if ftype == ctx.quant:
+            continue
+        try:
             size = size_at(ctx.model, ftype)
-            if size.weights < current:
-                sized.append((size, ftype))
+        except QuantizeError:
+            continue  # llama-quantize would refuse this model at this file type
+        if size.weights < current:
+            sized.append((size, ftype))
     sized.sort(reverse=True)
     variants = _variants(ctx)
     out: list[Alternative] = []

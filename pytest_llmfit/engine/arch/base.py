@@ -443,9 +443,10 @@ def _expert_width(
     model: GGUFFile, rule: ArchRule | None, n_ff: list[int], n_expert: int, n_used: int
 ) -> int:
     if not n_expert:
-        return _int(model.arch_value("expert_feed_forward_length"), 0)
+        return 0
     kind = rule.expert_width if rule else r.EXPERT_KEY
-    key = _int(model.arch_value("expert_feed_forward_length"), 0)
+    # a scalar or, for per-layer widths (Nemotron puzzles), the widest layer's
+    key = max(_per_layer(model.arch_value("expert_feed_forward_length"), len(n_ff), 0), default=0)
     if kind == r.EXPERT_FF:
         return n_ff[0]
     if key:
