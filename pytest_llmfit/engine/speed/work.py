@@ -92,7 +92,9 @@ def model_work(model: GGUFFile, params: ModelParams | None = None) -> tuple[Laye
         attn = 0
         if il < n_run and il < len(params.layers):
             shape = params.layers[il]
-            if not shape.recurrent:
+            # Attention runs where a layer owns a KV cache (Falcon-H1's layers also hold a
+            # recurrent state) or reads a shared one; a recurrent-only layer has none.
+            if shape.kv or not shape.recurrent:
                 attn = 2 * shape.n_head * (shape.head_dim_k + shape.head_dim_v)
         out.append(
             LayerWork(
