@@ -6,9 +6,10 @@ in one line that names the file and what is missing. Three of them carry real
 hyperparameters that the twins reuse (gemma-4 = Gemma 4 26B-A4B, bert-bge = bge-small,
 nomic-bert-moe = nomic-embed-text-v2-moe); that is checked here too.
 
-The files (93 MB together) are not copied into the repository: they are read from the
-llama.cpp source tree named by LLMFIT_LLAMACPP_SRC, or from the llama-cpp-python sdist
-unpacked next to the checkout; without either the tests skip.
+The files (93 MB together) are not copied into the repository: scripts/bootstrap.sh takes
+them from the sdist of the installed llama-cpp-python into .llmfit-cache/vocab/ (or set
+LLMFIT_LLAMACPP_SRC to a llama.cpp source tree). Without them the tests skip, except under
+CI, where their absence is an error.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _vocab_dir() -> pathlib.Path | None:
-    candidates = []
+    candidates = [ROOT / ".llmfit-cache" / "vocab"]  # scripts/bootstrap.sh puts them here
     if os.environ.get("LLMFIT_LLAMACPP_SRC"):
         candidates.append(pathlib.Path(os.environ["LLMFIT_LLAMACPP_SRC"]) / "models")
     for base in (ROOT.parent / "sdist", ROOT / "sdist", pathlib.Path("/tmp/sdist")):
@@ -42,8 +43,10 @@ def _vocab_dir() -> pathlib.Path | None:
 
 VOCAB_DIR = _vocab_dir()
 FILES = sorted(VOCAB_DIR.glob("ggml-vocab-*.gguf")) if VOCAB_DIR else []
+if not FILES and os.environ.get("CI"):  # CI installs them (bootstrap.sh): never skip there
+    raise RuntimeError("llama.cpp's ggml-vocab-*.gguf are missing: run scripts/bootstrap.sh")
 pytestmark = pytest.mark.skipif(
-    not FILES, reason="llama.cpp's models/ggml-vocab-*.gguf not found (LLMFIT_LLAMACPP_SRC)"
+    not FILES, reason="llama.cpp's models/ggml-vocab-*.gguf not found (run scripts/bootstrap.sh)"
 )
 
 
