@@ -71,6 +71,25 @@ class Alternative:
     model: str | None = None  # a shape twin id (pytest-llmfit twin ID)
     notes: tuple[str, ...] = ()
 
+    @classmethod
+    def from_plan(cls, kind: str, label: str, p: Plan, **reproduce: Any) -> Alternative:
+        """The alternative ``p`` leads to; ``reproduce`` holds what re-plans it (quant,
+        hardware, n_cpu_moe, n_ctx, ...) and how it ranks (quality, cost, notes)."""
+        return cls(
+            kind=kind,
+            label=label,
+            fits=p.fits,
+            mode=p.mode,
+            n_gpu_layers=p.n_gpu_layers,
+            n_layers_total=p.n_layers_total,
+            total_bytes=p.footprint.total_bytes,
+            vram_bytes=sum(d.need_bytes for d in p.devices),
+            ram_bytes=p.host.need_bytes,
+            tokens_per_second=p.tokens_per_second,
+            weights_bytes=p.footprint.weights_bytes,
+            **reproduce,
+        )
+
     @property
     def tier(self) -> int:
         return MODE_RANK[self.mode] if self.fits else 0

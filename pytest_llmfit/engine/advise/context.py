@@ -106,18 +106,10 @@ def _alternative(kind: str, label: str, fp: Footprint, p: Plan) -> Alternative:
         if kind == "context"
         else 8.0 * settings.type_k.type_size / settings.type_k.block_size
     )
-    return Alternative(
-        kind=kind,
-        label=label,
-        fits=p.fits,
-        mode=p.mode,
-        n_gpu_layers=p.n_gpu_layers,
-        n_layers_total=p.n_layers_total,
-        total_bytes=fp.total_bytes,
-        vram_bytes=sum(d.need_bytes for d in p.devices),
-        ram_bytes=p.host.need_bytes,
-        tokens_per_second=p.tokens_per_second,
-        weights_bytes=fp.weights_bytes,
+    return Alternative.from_plan(
+        kind,
+        label,
+        p,
         quality=quality,
         n_ctx=fp.context.n_ctx,
         cache_type=settings.cache_type_k if kind == "cache_type" else None,

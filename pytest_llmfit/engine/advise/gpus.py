@@ -144,18 +144,10 @@ def _unbeaten(candidates: list[tuple[int, int, Profile]]) -> list[tuple[int, int
 
 def _alternative(card: Profile, count: int, p: Plan, options: str) -> Alternative:
     label = f"{count}x {card.id}"
-    return Alternative(
-        kind="gpus",
-        label=label,
-        fits=p.fits,
-        mode=p.mode,
-        n_gpu_layers=p.n_gpu_layers,
-        n_layers_total=p.n_layers_total,
-        total_bytes=p.footprint.total_bytes,
-        vram_bytes=sum(d.need_bytes for d in p.devices),
-        ram_bytes=p.host.need_bytes,
-        tokens_per_second=p.tokens_per_second,
-        weights_bytes=p.footprint.weights_bytes,
+    return Alternative.from_plan(
+        "gpus",
+        label,
+        p,
         cost=float(count * card.memory),
         gpu=card.id,
         count=count,

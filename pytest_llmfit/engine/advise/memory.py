@@ -122,18 +122,10 @@ def _more_vram(ctx: Context) -> Alternative | None:
 def _alternative(
     ctx: Context, kind: str, label: str, p: Plan, spec: str | None, cost: float
 ) -> Alternative:
-    return Alternative(
-        kind=kind,
-        label=label,
-        fits=p.fits,
-        mode=p.mode,
-        n_gpu_layers=p.n_gpu_layers,
-        n_layers_total=p.n_layers_total,
-        total_bytes=p.footprint.total_bytes,
-        vram_bytes=sum(d.need_bytes for d in p.devices),
-        ram_bytes=p.host.need_bytes,
-        tokens_per_second=p.tokens_per_second,
-        weights_bytes=p.footprint.weights_bytes,
+    return Alternative.from_plan(
+        kind,
+        label,
+        p,
         cost=cost,
         hardware=spec,
     )

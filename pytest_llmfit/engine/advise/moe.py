@@ -50,18 +50,10 @@ def propose(ctx: Context) -> list[Alternative]:
         return []
     label = "-ot exps=CPU" if high == n_layer else f"--n-cpu-moe {high}"
     return [
-        Alternative(
-            kind="moe_offload",
-            label=label,
-            fits=p.fits,
-            mode=p.mode,
-            n_gpu_layers=p.n_gpu_layers,
-            n_layers_total=p.n_layers_total,
-            total_bytes=fp.total_bytes,
-            vram_bytes=sum(d.need_bytes for d in p.devices),
-            ram_bytes=p.host.need_bytes,
-            tokens_per_second=p.tokens_per_second,
-            weights_bytes=fp.weights_bytes,
+        Alternative.from_plan(
+            "moe_offload",
+            label,
+            p,
             quality=float(-high),
             n_cpu_moe=high,
             notes=("llama.cpp's --n-cpu-moe; llama-cpp-python's Llama() cannot load it this way",),

@@ -158,18 +158,10 @@ def _planned(ctx: Context, ftype: str, settings: Settings, size: Sized) -> Alter
     n_ctx = variant.context.n_ctx if settings.n_ctx != ctx.settings.n_ctx else None
     notes = [IMATRIX_NOTE] if size.imatrix else []
     label = ftype + (f" + {cache} KV" if cache else "") + (f" @ n_ctx {n_ctx}" if n_ctx else "")
-    return Alternative(
-        kind="quant",
-        label=label,
-        fits=p.fits,
-        mode=p.mode,
-        n_gpu_layers=p.n_gpu_layers,
-        n_layers_total=p.n_layers_total,
-        total_bytes=variant.total_bytes,
-        vram_bytes=sum(d.need_bytes for d in p.devices),
-        ram_bytes=p.host.need_bytes,
-        tokens_per_second=p.tokens_per_second,
-        weights_bytes=variant.weights_bytes,
+    return Alternative.from_plan(
+        "quant",
+        label,
+        p,
         quality=float(variant.weights_bytes),
         quant=ftype,
         cache_type=cache,

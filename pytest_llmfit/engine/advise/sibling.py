@@ -157,18 +157,10 @@ def propose(ctx: Context) -> list[Alternative]:
             continue
         reached = tier(p)
         out.append(
-            Alternative(
-                kind="model",
-                label=f"{member} {ctx.quant}",
-                fits=p.fits,
-                mode=p.mode,
-                n_gpu_layers=p.n_gpu_layers,
-                n_layers_total=p.n_layers_total,
-                total_bytes=fp.total_bytes,
-                vram_bytes=sum(d.need_bytes for d in p.devices),
-                ram_bytes=p.host.need_bytes,
-                tokens_per_second=p.tokens_per_second,
-                weights_bytes=fp.weights_bytes,
+            Alternative.from_plan(
+                "model",
+                f"{member} {ctx.quant}",
+                p,
                 quality=float(fp.weights_bytes),
                 quant=ctx.quant,
                 model=member,
