@@ -4,12 +4,12 @@ without downloading the weights."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 from ..engine.gguf import ReadAt, parse_header, write_stub
 from ..engine.gguf.split import split_shard_paths
-from ..errors import GGUFError, SourceError
+from ..engine.gguf.stub import write_header_file
+from ..errors import SourceError
 from .cache import HeaderCache
 from .protocol import SourceSettings
 
@@ -39,17 +39,7 @@ def write_any_stub(
         if entry is None or data is None:
             raise SourceError(shard, "its header left the cache while the stub was written")
         end = parse_header(shard, _reader(data), entry.size).data_offset
-        head = data[:end] + bytes(max(0, end - len(data)))
-        tmp = f"{target}.partial-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as out:
-                out.write(head)
-            os.replace(tmp, target)
-        except OSError as error:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise GGUFError(target, f"cannot write stub: {error.strerror or error}") from None
-        written += len(head)
+        written += write_header_file(target, data[:end] + bytes(max(0, end - len(data))))
     return written, targets
 
 

@@ -60,12 +60,19 @@ def _copy_header(shard: Shard, target: str) -> int:
     if same:
         raise GGUFError(target, "refusing to write a stub over its own source")
     end = shard.data_offset
-    tmp = f"{target}.partial-{os.getpid()}"
     handle, _ = open_checked(shard.path)
     try:
         with handle:
             head = handle.read(end)
-        head += bytes(end - len(head))  # a stub source may stop before its padding
+    except OSError as error:
+        raise GGUFError(shard.path, f"cannot read its header: {error.strerror or error}") from None
+    return write_header_file(target, head + bytes(end - len(head)))  # a stub may stop short
+
+
+def write_header_file(target: str, head: bytes) -> int:
+    """Write a stub's bytes to ``target`` atomically (a temporary file, then a rename)."""
+    tmp = f"{target}.partial-{os.getpid()}"
+    try:
         with open(tmp, "wb") as out:
             out.write(head)
         os.replace(tmp, target)
