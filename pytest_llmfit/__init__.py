@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from _pytest.mark.structures import MarkDecorator
 
+    from .engine.advise import with_suggestions as plan
     from .engine.context import Settings
     from .engine.estimate import Footprint, estimate
     from .engine.gguf import GGUFFile, read_gguf
-    from .engine.plan import Plan, plan
+    from .engine.plan import Plan
     from .errors import (
         ConfigError,
         GGUFError,
@@ -64,7 +65,7 @@ _WHERE = {
     "Host": "hardware.types",
     "Ram": "hardware.types",
     "Plan": "engine.plan",
-    "plan": "engine.plan",
+    "plan": "engine.advise:with_suggestions",  # the plan with its ways out filled
     "detect_host": "hardware.probes",
     "host_from_spec": "hardware.specs",
     "resolve_hardware": "hardware.specs",
@@ -114,6 +115,7 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'pytest_llmfit' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    module, _, attribute = module.partition(":")
+    value = getattr(import_module(f".{module}", __name__), attribute or name)
     globals()[name] = value  # later lookups skip this function
     return value

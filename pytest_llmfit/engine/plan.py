@@ -138,7 +138,6 @@ def plan(
     *,
     headroom: int = DEFAULT_HEADROOM,
     footprint: Footprint | None = None,
-    with_suggestions: bool = False,
     speed_model: SpeedModel | None = None,
     n_gpu_layers: int | None = None,
     tensor_split: Sequence[float] | None = None,
@@ -153,8 +152,8 @@ def plan(
     ``n_cpu_moe`` keeps the routed experts of the first N blocks in host RAM, as llama.cpp's
     ``--n-cpu-moe N`` does (``-ot exps=CPU`` is every block): attention, shared weights and
     the KV cache stay on the GPU, and a token reads only its active experts from RAM.
-    ``suggestions`` stay empty (``with_suggestions`` is accepted for older callers): the ways
-    out are the advisor's, ``engine.advise.with_suggestions()`` fills them.
+    ``suggestions`` stay empty here: the ways out are the advisor's, and
+    ``engine.advise.with_suggestions()`` (the top-level ``pytest_llmfit.plan``) fills them.
     """
     fp = footprint or estimate(model, settings)
     total_layers = fp.n_layer + 1

@@ -133,7 +133,6 @@ def predict_row(
         n_cpu_moe=int(p.get("n_cpu_moe", 0)),
         offload_rule=p.get("offload_rule", "current"),
         speed_model=model or speed_model(row),
-        with_suggestions=False,
     )
     if row.kind == "decode":
         value = planned.tokens_per_second

@@ -147,12 +147,15 @@ def with_suggestions(
     model: GGUFFile,
     host: Host,
     settings: Settings | None = None,
+    *,
+    suggest: bool = True,
     **options: Any,
 ) -> Plan:
     """``plan(model, host, settings, **options)`` with ``suggestions`` filled from the
-    advice (the ``helps`` lines), for callers that read ``Plan.suggestions``."""
+    advice (the ``helps`` lines), for callers that read ``Plan.suggestions``. This is the
+    top-level ``pytest_llmfit.plan``; ``suggest=False`` skips the advice."""
     p = plan(model, host, settings, **options)
-    if p.given or (p.fits and p.mode == "gpu"):
+    if not suggest or p.given or (p.fits and p.mode == "gpu"):
         return p
     headroom = options.get("headroom", DEFAULT_HEADROOM)
     advice = advise(
