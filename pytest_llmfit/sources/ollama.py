@@ -16,7 +16,6 @@ from ..engine.gguf import GGUFFile, parse_header
 from ..engine.gguf.reader import open_checked
 from ..errors import ConfigError, GGUFError, SourceError
 from .protocol import SourceSettings
-from .remote import whole
 
 OLLAMA_FORMS = "an Ollama model like ollama://llama3.1:8b or ollama://NAMESPACE/NAME:TAG"
 MODEL_MEDIA_TYPE = "application/vnd.ollama.image.model"
@@ -117,7 +116,7 @@ class OllamaSource:
                     handle.seek(offset)
                     return handle.read(n)
 
-                return whole(parse_header(self.spec, read_at, size))
+                return parse_header(self.spec, read_at, size).as_model()
         except OSError as error:
             raise GGUFError(self.spec, f"cannot read {blob}: {error.strerror or error}") from None
 

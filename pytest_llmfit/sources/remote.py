@@ -71,7 +71,7 @@ def read_remote(locator: Locator, spec: str, settings: SourceSettings) -> GGUFFi
         given = read_shard(locator, spec, settings, cache)
         if split_count(given) > 1:
             return join_split(given, split_count(given), _no_siblings)
-        return whole(given)
+        return given.as_model()
     index = specs.index(spec) if spec in specs else 0
     results: list[Shard | GGUFError] = []
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL, len(specs))) as pool:
@@ -82,7 +82,7 @@ def read_remote(locator: Locator, spec: str, settings: SourceSettings) -> GGUFFi
         raise given_result
     count = split_count(given_result)
     if count <= 1:  # named like a shard, but a model in one file
-        return whole(given_result)
+        return given_result.as_model()
 
     def read_sibling(path: str) -> Shard:
         match = SPLIT_RE.match(os.path.basename(path.partition("?")[0]))
@@ -111,20 +111,6 @@ def _shard_or_error(
         return read_shard(locator, spec, settings, cache)
     except GGUFError as error:
         return error
-
-
-def whole(shard: Shard) -> GGUFFile:
-    return GGUFFile(
-        path=shard.path,
-        version=shard.version,
-        alignment=shard.alignment,
-        metadata=shard.metadata,
-        tensors=tuple(shard.tensors),
-        data_offset=shard.data_offset,
-        file_size=shard.file_size,
-        shards=(shard.path,),
-        header_only=shard.header_only,
-    )
 
 
 def read_shard(locator: Locator, spec: str, settings: SourceSettings, cache: HeaderCache) -> Shard:

@@ -509,15 +509,5 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     given = read_header(text)
     count = split_count(given)
     if count <= 1:
-        return GGUFFile(
-            path=given.path,
-            version=given.version,
-            alignment=given.alignment,
-            metadata=given.metadata,
-            tensors=tuple(given.tensors),
-            data_offset=given.data_offset,
-            file_size=given.file_size,
-            shards=(given.path,),
-            header_only=given.header_only,
-        )
+        return given.as_model()
     return join_split(given, count, read_header)

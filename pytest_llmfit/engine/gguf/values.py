@@ -131,6 +131,20 @@ class Shard:
     file_size: int
     header_only: bool
 
+    def as_model(self) -> GGUFFile:
+        """This file as a whole model: a model that is not split."""
+        return GGUFFile(
+            path=self.path,
+            version=self.version,
+            alignment=self.alignment,
+            metadata=self.metadata,
+            tensors=tuple(self.tensors),
+            data_offset=self.data_offset,
+            file_size=self.file_size,
+            shards=(self.path,),
+            header_only=self.header_only,
+        )
+
 
 def quote_name(text: str, limit: int = 60) -> str:
     """A key or tensor name for an error message: quoted, escaped onto one line, shortened."""
