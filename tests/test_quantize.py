@@ -63,10 +63,8 @@ def _blocks(
     return out
 
 
-def _llama() -> tuple[str, dict[str, Any], list[Tensor]]:
-    """Untied output, GQA 4, n_ff 320 (ffn_down rows fall back from 256-blocks)."""
-    n_layer, n_embd, n_ff, n_vocab = 8, 256, 320, 512
-    meta = _meta("llama", n_layer, n_embd, 8, 2, n_ff)
+def _gated_ffn(n_embd: int, n_ff: int) -> Callable[[str], list[Tensor]]:
+    """A dense SwiGLU block's feed-forward tensors, for a block prefix ``blk.N.``."""
 
     def ffn(p: str) -> list[Tensor]:
         return [
@@ -75,6 +73,15 @@ def _llama() -> tuple[str, dict[str, Any], list[Tensor]]:
             (p + "ffn_down.weight", (n_ff, n_embd), "F16"),
         ]
 
+    return ffn
+
+
+def _llama() -> tuple[str, dict[str, Any], list[Tensor]]:
+    """Untied output, GQA 4, n_ff 320 (ffn_down rows fall back from 256-blocks)."""
+    n_layer, n_embd, n_ff, n_vocab = 8, 256, 320, 512
+    meta = _meta("llama", n_layer, n_embd, 8, 2, n_ff)
+
+    ffn = _gated_ffn(n_embd, n_ff)
     head: list[Tensor] = [
         ("token_embd.weight", (n_embd, n_vocab), "F16"),
         ("output_norm.weight", (n_embd,), "F32"),
@@ -88,13 +95,7 @@ def _qwen2_tied() -> tuple[str, dict[str, Any], list[Tensor]]:
     n_layer, n_embd, n_ff, n_vocab = 12, 256, 512, 512
     meta = _meta("qwen2", n_layer, n_embd, 4, 2, n_ff)
 
-    def ffn(p: str) -> list[Tensor]:
-        return [
-            (p + "ffn_gate.weight", (n_embd, n_ff), "F16"),
-            (p + "ffn_up.weight", (n_embd, n_ff), "F16"),
-            (p + "ffn_down.weight", (n_ff, n_embd), "F16"),
-        ]
-
+    ffn = _gated_ffn(n_embd, n_ff)
     head: list[Tensor] = [
         ("token_embd.weight", (n_embd, n_vocab), "F16"),
         ("output_norm.weight", (n_embd,), "F32"),
