@@ -17,6 +17,7 @@ import pytest
 from pytest_llmfit.engine.speed import (
     DeviceWork,
     LayerWork,
+    Speed,
     SpeedModel,
     gpu_backend,
     memory_kind,
@@ -273,19 +274,24 @@ def test_unknown_bandwidth_gives_no_decode_speed() -> None:
 # --------------------------------------------------------------------------- prompt terms
 
 
+def _all_on(gpu: Gpu, work: list[LayerWork]) -> Speed:
+    """The speed of ``work`` (32 layers) with every layer on ``gpu``."""
+    return predict(
+        work,
+        [DeviceWork(gpu, tuple(range(32)))],
+        _host((gpu,)),
+        SpeedModel(),
+        cpu_seconds_per_byte=0,
+    )
+
+
 def test_prompt_is_compute_bound_and_scales_with_the_matrix_units() -> None:
     work = _layers(32, 500_000_000)
     slow = _gpu(fp16=100.0)
     fast = _gpu(fp16=400.0)
 
     def pp(gpu: Gpu) -> float:
-        s = predict(
-            work,
-            [DeviceWork(gpu, tuple(range(32)))],
-            _host((gpu,)),
-            SpeedModel(),
-            cpu_seconds_per_byte=0,
-        )
+        s = _all_on(gpu, work)
         assert s.prompt_tokens_per_second is not None
         return s.prompt_tokens_per_second
 
@@ -345,15 +351,7 @@ def test_host_layers_beside_a_gpu_cross_pcie_in_a_prompt() -> None:
 
 
 def test_time_to_first_token_grows_faster_than_the_prompt() -> None:
-    work = _layers(32, 500_000_000)
-    gpu = _gpu()
-    s = predict(
-        work,
-        [DeviceWork(gpu, tuple(range(32)))],
-        _host((gpu,)),
-        SpeedModel(),
-        cpu_seconds_per_byte=0,
-    )
+    s = _all_on(_gpu(), _layers(32, 500_000_000))
     assert s.decode_tokens_per_second and s.prompt_seconds
     assert s.time_to_first_token() == pytest.approx(
         s.prompt_seconds + 1 / s.decode_tokens_per_second
@@ -365,15 +363,7 @@ def test_time_to_first_token_grows_faster_than_the_prompt() -> None:
 
 
 def test_explain_names_the_device_and_what_bounds_it() -> None:
-    work = _layers(32, 500_000_000)
-    gpu = _gpu()
-    s = predict(
-        work,
-        [DeviceWork(gpu, tuple(range(32)))],
-        _host((gpu,)),
-        SpeedModel(),
-        cpu_seconds_per_byte=0,
-    )
+    s = _all_on(_gpu(), _layers(32, 500_000_000))
     text = s.explain()
     assert "NVIDIA GeForce RTX 4090" in text and "memory-bound" in text and "fixed" in text
     assert s.to_dict()["decode"][0]["bound"] == "memory"
